@@ -1,0 +1,8 @@
+"""medix: open-ended medical reinforcement learning (the MediX-R1 method), notebook-driven.
+
+Modules are named after the method: ``data`` (01), ``rewards`` and ``judge`` (02), ``training`` (03),
+``evaluation`` (04); ``contract`` is the policy's output format, ``models`` the lazy offline-safe loaders,
+``config`` the validated params, ``pipeline`` the papermill runner, ``plotting`` the one figure style.
+"""
+
+__version__ = "0.1.0"

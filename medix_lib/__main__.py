@@ -1,0 +1,3 @@
+from medix_lib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Reference-based evaluation: generate answers, extract the final answer, ask the judge, report accuracy with a
+bootstrap confidence interval and the judge's failure rate (failures are retried, never scored as wrong)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medix_lib import config, models
+from medix_lib.contract import OutputContract
+from medix_lib.judge import Judge, JudgeItem
+
+
+@dataclass
+class EvalParams(config.StageParams):
+    dataset_dir: str
+    policy_model: str
+    adapter_dir: str
+    text_only: bool
+    max_eval_rows: int
+    max_new_tokens: int
+    batch_size: int
+    system_prompt: bool
+    reasoning_tag: str
+    answer_tag: str
+    judge_backend: str
+    judge_model: str
+    judge_threshold: float
+    judge_show_question: bool
+    n_bootstrap: int
+
+    def check(self) -> None:
+        models.check_model_name(self.policy_model, "causal_lm")
+        models.check_model_name(self.judge_model, "causal_lm")
+        if self.max_eval_rows < 1 or self.n_bootstrap < 100:
+            raise config.ParamsError("parameters 'max_eval_rows' must be >= 1 and 'n_bootstrap' >= 100")
+
+    def contract(self) -> OutputContract:
+        return OutputContract(self.reasoning_tag, self.answer_tag)
+
+
+def final_answer(text: str, contract: OutputContract) -> str:
+    """The part of a response the judge sees: the answer block, else whatever follows the last reasoning block.
+
+    >>> final_answer("<thinking>hmm</thinking> It is asthma.", OutputContract())
+    'It is asthma.'
+    """
+    parsed = contract.parse(text)
+    if parsed.answer is not None:
+        return parsed.answer
+    closing = f"</{contract.reasoning_tag}>"
+    return text.rsplit(closing, 1)[-1].strip() if closing in text else text.strip()
+
+
+def bootstrap_ci(correct: np.ndarray, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of 0/1 outcomes.
+
+    >>> bootstrap_ci(np.array([1, 1, 1, 1]), 200, 0)
+    (1.0, 1.0)
+    """
+    if len(correct) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(correct, size=(n_boot, len(correct)), replace=True).mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def eval_rows(cfg: EvalParams):
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(cfg.upstream(cfg.dataset_dir)))["test"]
+    if cfg.text_only:
+        ds = ds.filter(lambda row: row["image"] is None)
+    return ds.select(range(min(cfg.max_eval_rows, len(ds))))
+
+
+def generate_answers(cfg: EvalParams, rows, adapter_dir: str | None) -> list[str]:
+    from medix_lib import data, policy
+
+    prompts = data.to_grpo(rows, cfg.contract())["prompt"]
+    if not cfg.system_prompt:
+        prompts = [[m for m in p if m["role"] != "system"] for p in prompts]
+    model = policy.load(cfg.policy_model, adapter_dir)
+    texts = policy.generate(model, prompts, images=rows["image"], n=1, max_new_tokens=cfg.max_new_tokens,
+                            temperature=0.0, batch_size=cfg.batch_size, seed=cfg.seed)
+    return [t[0] for t in texts]
+
+
+def judge_answers(cfg: EvalParams, judge: Judge, rows, responses: list[str]) -> list[dict]:
+    contract = cfg.contract()
+    predictions = [final_answer(r, contract) for r in responses]
+    items = [JudgeItem(ref, pred, q) for ref, pred, q in zip(rows["answer"], predictions, rows["question"])]
+    verdicts = judge(items, progress=True)
+    failed = [i for i, v in enumerate(verdicts) if v.error is not None]
+    if failed:  # one retry of the failures only; what still fails is reported, not scored
+        for i, v in zip(failed, judge([items[i] for i in failed])):
+            verdicts[i] = v
+    return [{"id": row_id, "question": q, "reference": ref, "response": resp, "prediction": pred,
+             **verdict.to_dict()}
+            for row_id, q, ref, resp, pred, verdict in zip(rows["id"], rows["question"], rows["answer"], responses,
+                                                         predictions, verdicts)]
+
+
+def summarise(records: list[dict], n_boot: int, seed: int) -> dict:
+    scored = np.array([r["label"] for r in records if r["label"] is not None], dtype=float)
+    low, high = bootstrap_ci(scored, n_boot, seed)
+    failures = sum(r["error"] is not None for r in records)
+    return {"n": len(records), "accuracy": float(scored.mean()) if len(scored) else float("nan"),
+            "ci_low": low, "ci_high": high, "judge_failures": failures,
+            "judge_fail_rate": failures / max(1, len(records)),
+            "mean_p_yes": float(np.mean([r["p_yes"] for r in records if r["p_yes"] is not None] or [np.nan]))}
+
+
+def write_jsonl(path: str | Path, records: list[dict]) -> None:
+    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

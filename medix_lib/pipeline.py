@@ -1,0 +1,134 @@
+"""Run the numbered notebooks headless with papermill, one output folder per (stage, variant).
+
+Every params file is validated before the first notebook starts, so a typo in stage 04's YAML fails in a second, not
+after an hour of training. Each run folder gets the rendered notebook, the notebook's own metrics.json and figures/,
+and run.json: params, seed, package versions, git commit, timings and status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from medix_lib import config
+
+RECORDED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
+                     "papermill", "unsloth", "vllm")
+
+
+class StageFailed(RuntimeError):
+    """A notebook cell raised; the message names the notebook, the cell and the error."""
+
+
+@dataclass
+class PlannedRun:
+    stage: str
+    variant: str
+    params: config.StageParams
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.params.output_dir)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.REPO_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "medix_lib", "notebooks", "params"],
+                               cwd=config.REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, dict]:
+    """``["03.max_steps=2", "04.max_eval_rows=4"]`` -> ``{"03_train_grpo": {"max_steps": 2}, ...}`` (YAML values).
+
+    >>> parse_overrides(["3.max_steps=2", "03.rewards=[format]"])
+    {'03_train_grpo': {'max_steps': 2, 'rewards': ['format']}}
+    """
+    import yaml
+
+    overrides: dict[str, dict] = {}
+    for assignment in assignments:
+        target, sep, value = assignment.partition("=")
+        stage, dot, key = target.partition(".")
+        if not sep or not dot:
+            raise config.ParamsError(f"--set {assignment!r}: expected STAGE.KEY=VALUE, e.g. 03.max_steps=2")
+        overrides.setdefault(config.stage_name(stage), {})[key] = yaml.safe_load(value)
+    return overrides
+
+
+def plan(profile: str, only: list[str] | None = None, variants: list[str] | None = None,
+         output_root: str | Path | None = None, overrides: dict[str, dict] | None = None) -> list[PlannedRun]:
+    """Validate every (stage, variant) to run; raise ParamsError on the first bad one, before anything runs."""
+    stages = [config.stage_name(s) for s in only] if only else list(config.STAGES.values())
+    if variants and len(stages) != 1:
+        raise config.ParamsError("--variants needs exactly one stage: add --only NN")
+    runs = []
+    for stage in stages:
+        for variant in variants or [profile]:
+            out = Path(output_root) / stage / variant if output_root else None
+            runs.append(PlannedRun(stage, variant, config.load(stage, variant, out, (overrides or {}).get(stage))))
+    return runs
+
+
+def execute(run: PlannedRun, progress: bool = True) -> dict:
+    import papermill as pm
+
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    record = {"stage": run.stage, "variant": run.variant, "params": run.params.to_dict(), "seed": run.params.seed,
+              "packages": package_versions(), "python": sys.version.split()[0], "platform": platform.platform(),
+              "git_commit": git_commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running"}
+    record_path = run.output_dir / "run.json"
+    record_path.write_text(json.dumps(record, indent=1))
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(config.notebook_path(run.stage)), str(run.output_dir / "notebook.ipynb"),
+                            parameters=run.params.to_dict(), kernel_name="python3", cwd=str(config.REPO_ROOT),
+                            progress_bar=progress, request_save_on_cell_execute=True)
+        record["status"] = "ok"
+    except pm.PapermillExecutionError as err:
+        record["status"] = "failed"
+        record["error"] = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+        raise StageFailed(f"{run.stage} [{run.variant}] failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+                          f"rendered notebook with the traceback: {run.output_dir / 'notebook.ipynb'}") from None
+    finally:
+        record["seconds"] = round(time.perf_counter() - start, 1)
+        record_path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str] | None = None,
+                 output_root: str | Path | None = None, overrides: dict[str, dict] | None = None,
+                 progress: bool = True) -> list[dict]:
+    runs = plan(profile, only, variants, output_root, overrides)
+    # Offline profile: never reach for a model hub, fail fast instead of hanging on a network timeout.
+    if profile == "smoke":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    records = []
+    for i, run in enumerate(runs, 1):
+        print(f"[{i}/{len(runs)}] {run.stage} [{run.variant}] -> {run.output_dir}", flush=True)
+        records.append(execute(run, progress))
+        print(f"      ok in {records[-1]['seconds']} s", flush=True)
+    return records

@@ -1,0 +1,101 @@
+"""One style for every figure in outputs/: seaborn whitegrid, colour-blind palette, PNG + SVG side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless by default (papermill, CI); Jupyter's inline backend still displays figures
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+PALETTE = sns.color_palette("colorblind")
+COMPONENT_COLORS = {"accuracy": PALETTE[0], "semantic": PALETTE[1], "modality": PALETTE[2], "format": PALETTE[3],
+                    "composite": PALETTE[7]}
+
+
+def use_style() -> None:
+    sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook",
+                  rc={"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight", "axes.titleweight": "bold",
+                      "svg.hashsalt": "medix"})  # fixed salt: SVG ids stay stable across runs, diffs stay small
+
+
+use_style()
+
+
+def save_figure(fig, figures_dir: str | Path, name: str) -> list[Path]:
+    """Write ``name.png`` and ``name.svg`` under ``figures_dir`` and return the paths."""
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    paths = [figures_dir / f"{name}.{ext}" for ext in ("png", "svg")]
+    for path in paths:
+        fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
+    return paths
+
+
+def mechanics_note(ax, text: str = "mechanics-only: tiny offline models, not a quality result") -> None:
+    """Stamp a figure whose numbers come from toy offline models, so nobody mistakes it for a finding."""
+    ax.text(0.99, 0.01, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.4",
+            style="italic")
+
+
+def reward_distributions(scores: dict[str, list[float | None]], title: str):
+    """One histogram per reward component (None = judge failure, counted in the panel title)."""
+    names = list(scores)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names), 2.9), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        values = np.array([v for v in scores[name] if v is not None], dtype=float)
+        missing = len(scores[name]) - len(values)
+        ax.hist(values, bins=np.linspace(0, 1, 11), color=COMPONENT_COLORS.get(name, PALETTE[4]), edgecolor="white")
+        ax.set_title(name + (f" ({missing} failed)" if missing else ""))
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("reward")
+    axes[0][0].set_ylabel("completions")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def reward_curves(history: list[dict], components: list[str], title: str, mechanics_only: bool):
+    """Mean reward per logged step: each component and the weighted total."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    steps = [h["step"] for h in history if "reward" in h]
+    for name in components:
+        key = f"rewards/{name}/mean"
+        ys = [h[key] for h in history if key in h]
+        if ys:
+            ax.plot(steps[:len(ys)], ys, marker="o", label=name, color=COMPONENT_COLORS.get(name))
+    ax.plot(steps, [h["reward"] for h in history if "reward" in h], marker="s", lw=2.5, label="weighted total",
+            color=COMPONENT_COLORS["composite"])
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("mean reward")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    if mechanics_only:
+        mechanics_note(ax)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: bool):
+    """Judge accuracy per model with its bootstrap interval, and judge failures annotated."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    names = list(summaries)
+    acc = np.array([summaries[n]["accuracy"] for n in names])
+    low = acc - np.array([summaries[n]["ci_low"] for n in names])
+    high = np.array([summaries[n]["ci_high"] for n in names]) - acc
+    ax.bar(names, acc, yerr=[low, high], capsize=6, color=PALETTE[:len(names)], edgecolor="white")
+    for i, name in enumerate(names):
+        s = summaries[name]
+        ax.text(i, 0.02, f"n={s['n']}\nfailed={s['judge_failures']}", ha="center", va="bottom", fontsize=8,
+                color="white")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("judge accuracy (95% bootstrap CI)")
+    ax.set_title(title)
+    if mechanics_only:
+        mechanics_note(ax)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,161 @@
+"""Group-relative RL (GRPO / DAPO / Dr.GRPO / GSPO) of the policy on the composite reward, with TRL.
+
+Two paths, one trainer:
+- GPU: Unsloth loads the policy in 4 bit and adds LoRA (``use_unsloth``); it must be imported before trl /
+  transformers / peft, and it caps trl at 1.15, so it lives in its own environment (requirements/gpu.txt).
+- CPU: plain transformers + PEFT LoRA + TRL >= 1.16 (trl 1.15 cannot run GRPO on CPU), fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from medix_lib import config, models
+from medix_lib.rewards import RewardSettings
+
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+
+
+@dataclass
+class TrainParams(config.StageParams, RewardSettings):
+    dataset_dir: str
+    policy_model: str
+    use_unsloth: bool
+    load_in_4bit: bool
+    max_train_rows: int
+    text_only: bool
+    lora_r: int
+    lora_alpha: int
+    learning_rate: float
+    weight_decay: float
+    max_grad_norm: float
+    max_steps: int
+    num_generations: int
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    max_completion_length: int
+    temperature: float
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"]
+    importance_sampling_level: Literal["token", "sequence"]
+    beta: float
+    epsilon: float
+    epsilon_high: float
+    logging_steps: int
+
+    def check(self) -> None:
+        self.check_rewards()
+        models.check_model_name(self.policy_model, "causal_lm")
+        if self.num_generations < 2:
+            raise config.ParamsError("parameter 'num_generations' must be >= 2: advantages are relative to a group")
+        # TRL's generation batch is per_device_train_batch_size * steps_per_generation (= grad accumulation steps).
+        generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if generation_batch % self.num_generations:
+            raise config.ParamsError(
+                f"per_device_train_batch_size * gradient_accumulation_steps = {generation_batch} must be divisible by "
+                f"num_generations = {self.num_generations}")
+
+
+def prepare_dataset(cfg: TrainParams, split: str = "train"):
+    """The GRPO training rows: conversational prompt plus the reward columns (answer, modality, question)."""
+    from datasets import load_from_disk
+
+    from medix_lib import data
+
+    ds = load_from_disk(str(cfg.upstream(cfg.dataset_dir)))[split]
+    if cfg.text_only:
+        ds = ds.filter(lambda row: row["image"] is None)
+    ds = ds.shuffle(seed=cfg.seed).select(range(min(cfg.max_train_rows, len(ds))))
+    return data.to_grpo(ds, cfg.contract())
+
+
+def _load_unsloth(cfg: TrainParams):
+    import unsloth  # noqa: F401  (patches trl/transformers/peft, so it must be imported before them)
+    from transformers import AutoConfig
+    from unsloth import FastLanguageModel, FastVisionModel
+
+    path = models.resolve_path(cfg.policy_model)
+    lora = dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0, bias="none", random_state=cfg.seed,
+                use_gradient_checkpointing="unsloth")
+    if hasattr(AutoConfig.from_pretrained(path), "vision_config"):
+        model, processing_class = FastVisionModel.from_pretrained(
+            path, load_in_4bit=cfg.load_in_4bit, max_seq_length=4096, use_gradient_checkpointing="unsloth")
+        # The vision tower stays frozen: RL signal is about the answer, and it keeps 4-bit LoRA within one GPU.
+        model = FastVisionModel.get_peft_model(
+            model, finetune_vision_layers=False, finetune_language_layers=True, finetune_attention_modules=True,
+            finetune_mlp_modules=True, **lora)
+    else:
+        model, processing_class = FastLanguageModel.from_pretrained(
+            path, load_in_4bit=cfg.load_in_4bit, max_seq_length=4096)
+        model = FastLanguageModel.get_peft_model(
+            model, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            **lora)
+    return model, processing_class, None
+
+
+def _load_plain(cfg: TrainParams):
+    from peft import LoraConfig
+
+    path = models.resolve_path(cfg.policy_model)
+    processing_class = models.load_tokenizer(cfg.policy_model)
+    peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    return path, processing_class, peft_config
+
+
+def train(cfg: TrainParams, dataset, progress: bool = True) -> dict:
+    """Run GRPO and save the adapter to ``<output_dir>/model``; returns the log history and timings."""
+    import torch
+
+    use_gpu = torch.cuda.is_available()
+    if cfg.use_unsloth and use_gpu:
+        model, processing_class, peft_config = _load_unsloth(cfg)
+    else:
+        model, processing_class, peft_config = _load_plain(cfg)
+    from trl import GRPOConfig, GRPOTrainer
+
+    reward_funcs, reward_weights = cfg.build()
+    out = Path(cfg.output_dir)
+    args = GRPOConfig(
+        output_dir=str(out / "checkpoints"),
+        use_cpu=not use_gpu,
+        bf16=use_gpu,  # bf16 on CPU is 10-50x slower
+        seed=cfg.seed,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant",
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim="adamw_8bit" if (use_gpu and cfg.use_unsloth) else "adamw_torch",
+        max_steps=cfg.max_steps,
+        num_generations=cfg.num_generations,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        loss_type=cfg.loss_type,
+        importance_sampling_level=cfg.importance_sampling_level,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        reward_weights=reward_weights,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                          processing_class=processing_class, peft_config=peft_config)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model_dir = out / "model"
+    trainer.save_model(str(model_dir))
+    history = trainer.state.log_history
+    (out / "log_history.json").write_text(json.dumps(history, indent=1))
+    return {"seconds": seconds, "steps": trainer.state.global_step, "model_dir": str(model_dir),
+            "history": history, "train_rows": len(dataset), "device": "cuda" if use_gpu else "cpu",
+            "unsloth": bool(cfg.use_unsloth and use_gpu)}

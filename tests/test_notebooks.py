@@ -1,0 +1,56 @@
+"""Static checks of the numbered notebooks and their params files (no kernel, no model)."""
+
+import dataclasses
+import json
+
+import nbformat
+import pytest
+
+from medix_lib import config
+
+STAGES = list(config.STAGES.values())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_notebook_is_valid_and_stripped(stage):
+    path = config.notebook_path(stage)
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name}: strip outputs"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: exactly one parameters cell"
+    assert nb.cells[0].cell_type == "markdown", f"{path.name}: open with markdown saying what and why"
+    assert "metrics.json" in code[-1].source, f"{path.name}: the last cell writes metrics.json"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_parameter_has_a_comment(stage):
+    nb = nbformat.read(config.notebook_path(stage), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for line in cell.source.splitlines():
+        if "=" in line and not line.startswith("#"):
+            assert "  # " in line, f"{stage}: parameter line without a comment: {line!r}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_parameters_cell_matches_the_params_dataclass(stage):
+    defaults = config.notebook_defaults(stage)
+    fields = {f.name for f in dataclasses.fields(config.params_class(stage))}
+    assert set(defaults) == fields, (
+        f"{stage}: in the notebook only {sorted(set(defaults) - fields)}, in the dataclass only "
+        f"{sorted(fields - set(defaults))}")
+    config.from_notebook(stage, defaults)  # the notebook's own defaults validate
+
+
+@pytest.mark.parametrize("stage,variant", [(s, v) for s in STAGES for v in config.available_variants(s)])
+def test_every_params_file_validates(stage, variant):
+    params = config.load(stage, variant)
+    assert params.variant == variant
+    json.dumps(params.to_dict())  # papermill must be able to inject every value
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_smoke_and_gpu_profiles_exist(stage):
+    assert {"smoke", "gpu"} <= set(config.available_variants(stage))

@@ -1,0 +1,69 @@
+"""The whole notebook pipeline, at a tiny size, through the same CLI the README's demo command uses."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from medix_lib import config
+
+TINY = [
+    "01.n_text=40", "01.n_image=8",
+    "02.n_prompts=3", "02.completions_per_prompt=2", "02.max_new_tokens=16",
+    "03.max_steps=2", "03.max_train_rows=8", "03.max_completion_length=12",
+    "04.max_eval_rows=4", "04.max_new_tokens=16", "04.n_bootstrap=200",
+]
+
+
+def medix(*args, root):
+    return subprocess.run([sys.executable, "-m", "medix_lib", "run", "--quiet", "--output-root", str(root), *args],
+                          capture_output=True, text=True, cwd=config.REPO_ROOT, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    done = medix("--profile", "smoke", *sum((["--set", s] for s in TINY), []), root=root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(config.STAGES.values()))
+def test_every_stage_writes_notebook_metrics_figures_and_record(tiny_run, stage):
+    out = tiny_run / stage / "smoke"
+    nb = nbformat.read(out / "notebook.ipynb", as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "rendered notebook keeps outputs"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert any(f.endswith(".png") for f in figures) and any(f.endswith(".svg") for f in figures)
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "ok" and record["params"]["seed"] == record["seed"]
+    assert record["packages"]["trl"] and record["packages"]["torch"]
+
+
+@pytest.mark.slow
+def test_training_and_evaluation_numbers_are_real(tiny_run):
+    train = json.loads((tiny_run / "03_train_grpo/smoke/metrics.json").read_text())
+    assert train["steps"] == 2 and train["mechanics_only"] is True
+    assert (tiny_run / "03_train_grpo/smoke/model/adapter_config.json").exists()
+    evaluation = json.loads((tiny_run / "04_evaluate_with_judge/smoke/metrics.json").read_text())
+    for model in ("base", "grpo"):
+        summary = evaluation[model]
+        assert summary["n"] == 4
+        assert 0.0 <= summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"] <= 1.0
+        assert summary["judge_failures"] == 0
+
+
+@pytest.mark.slow
+def test_failing_cell_stops_with_the_notebook_and_cell_named(tiny_run):
+    done = medix("--profile", "smoke", "--only", "04", "--set", "04.adapter_dir=no/such/adapter", root=tiny_run)
+    assert done.returncode == 1
+    assert "04_evaluate_with_judge [smoke] failed in cell" in done.stderr
+    record = json.loads((tiny_run / "04_evaluate_with_judge/smoke/run.json").read_text())
+    assert record["status"] == "failed" and "cell" in record["error"]
+    # earlier stages' outputs stay untouched
+    assert (tiny_run / "03_train_grpo/smoke/model/adapter_config.json").exists()
