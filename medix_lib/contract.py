@@ -7,7 +7,19 @@ MediX-R1 asks the policy for exactly::
     <answer> ... </answer>
 
 Tag names are configurable because the paper's figures say ``<think>`` while its release says ``<thinking>``.
-The parser never raises: it reports what it found, so every reward can be a total function of the string.
+The parser never raises: it reports what it found (and what is wrong, in ``issues``), so every reward can be a total
+function of the string.
+
+Rules, chosen so that a reward built on them cannot be gamed by layout tricks:
+
+- Tags match byte for byte (ASCII ``<``, ``>``, exact tag name): a look-alike tag (``<аnswer>`` with a Cyrillic
+  ``а``, fullwidth ``＜answer＞``) is text, not a tag.
+- The modality is the tag the completion *starts* with (whitespace aside), compared case-insensitively; a tag
+  preceded by chatter ("Sure! <CT_SCAN>") is not a modality tag.
+- An answer exists only inside a *closed* answer block. A missing or unclosed answer tag (a generation cut off by the
+  token budget) means no answer: rewarding it would make running out of tokens free. When several answer blocks
+  exist the last one is the answer (an early decoy does not count) and all of them are reported, so rewards can
+  refuse a completion that hedges across blocks.
 """
 
 from __future__ import annotations
@@ -38,18 +50,31 @@ def check_modality(tag: str) -> str:
 class ParsedCompletion:
     """What the parser found in one completion. ``None`` means the part is absent."""
 
-    modality: str | None  # text before the reasoning tag, stripped of <>; None if there was no text
-    reasoning: str | None
-    answer: str | None
-    well_formed: bool  # tag line, reasoning block, answer block and nothing else
+    modality: str | None  # name of the leading <TAG>, as written (case kept); None if the text starts otherwise
+    reasoning: str | None  # content of the first closed reasoning block, stripped
+    answers: tuple[str, ...]  # contents of every closed answer block, in order, stripped
+    well_formed: bool  # known modality tag, one reasoning block, one answer block, nothing else
+    issues: tuple[str, ...]  # why it is not well formed (empty when it is); stable names, see OutputContract.parse
+
+    @property
+    def answer(self) -> str | None:
+        """The final answer: the last closed answer block, or None when there is none."""
+        return self.answers[-1] if self.answers else None
 
 
 @dataclass(frozen=True)
 class OutputContract:
-    """Tag names of the output format and the system prompt that asks for it."""
+    """Tag names of the output format, the system prompt that asks for it, and its parser."""
 
     reasoning_tag: str = "thinking"
     answer_tag: str = "answer"
+
+    def __post_init__(self):
+        for name in (self.reasoning_tag, self.answer_tag):
+            if not re.fullmatch(r"[A-Za-z][\w-]*", name):
+                raise ValueError(f"tag name {name!r} must be a plain identifier such as 'thinking' or 'answer'")
+        if self.reasoning_tag == self.answer_tag:
+            raise ValueError("reasoning_tag and answer_tag must differ")
 
     def system_prompt(self) -> str:
         r, a = self.reasoning_tag, self.answer_tag
@@ -74,48 +99,63 @@ class OutputContract:
     @cached_property
     def _patterns(self) -> dict[str, re.Pattern]:
         r, a = re.escape(self.reasoning_tag), re.escape(self.answer_tag)
+        # Every pattern is linear-time (no nested quantifiers), so a megabyte of output parses in milliseconds.
         return {
+            "lead": re.compile(r"\s*<([A-Za-z_]+)>"),
             "reasoning": re.compile(rf"<{r}>(.*?)</{r}>", re.S),
             "answer": re.compile(rf"<{a}>(.*?)</{a}>", re.S),
-            "reasoning_open": re.compile(rf"<{r}>"),
-            "strict": re.compile(rf"\s*<{r}>.*?</{r}>\s*<{a}>.*?</{a}>\s*", re.S),
+            "r_open": re.compile(rf"<{r}>"), "r_close": re.compile(rf"</{r}>"),
+            "a_open": re.compile(rf"<{a}>"), "a_close": re.compile(rf"</{a}>"),
+            "shape": re.compile(rf"\s*<[A-Za-z_]+>\s*<{r}>.*</{r}>\s*<{a}>.*</{a}>\s*", re.S),
         }
 
     def parse(self, text: str) -> ParsedCompletion:
         """Split ``text`` into its contract parts; never raises.
 
-        The answer is the *last* answer block, so a policy cannot plant an early decoy answer. If the answer tag is
-        missing the answer is ``None`` (rewards treat that as wrong), never the raw text.
+        ``issues`` names what breaks the format: ``no_modality_tag``, ``unknown_modality``, ``no_reasoning_block``,
+        ``multiple_reasoning_blocks``, ``no_answer_block``, ``unclosed_answer``, ``multiple_answer_blocks``,
+        ``text_outside_blocks`` (anything besides whitespace around or between the three parts, or a wrong order).
 
         >>> c = OutputContract()
         >>> p = c.parse("<MRI_SCAN>\\n<thinking>T2 bright.</thinking>\\n<answer>T2: hyperintense</answer>")
         >>> (p.modality, p.answer, p.well_formed)
         ('MRI_SCAN', 'T2: hyperintense', True)
-        >>> c.parse("just pneumonia").answer is None
-        True
+        >>> p = c.parse("<MRI_SCAN><thinking>cut off by the token budget... <answer>T2")
+        >>> (p.answer, p.issues)
+        (None, ('no_reasoning_block', 'unclosed_answer'))
         """
         if not isinstance(text, str):
             text = "" if text is None else str(text)
         pat = self._patterns
-        opening = pat["reasoning_open"].search(text)
-        head = text[: opening.start()] if opening else ""
-        modality = head.strip().strip("<>").strip() or None
-        reasoning_blocks = pat["reasoning"].findall(text)
-        answer_blocks = pat["answer"].findall(text)
-        tail = text[opening.start():] if opening else ""
-        well_formed = bool(
-            opening
-            and modality is not None
-            and re.fullmatch(r"\s*<[A-Za-z_]+>\s*", head) is not None
-            and len(reasoning_blocks) == 1
-            and len(answer_blocks) == 1
-            and pat["strict"].fullmatch(tail) is not None
-        )
+        lead = pat["lead"].match(text)
+        modality = lead.group(1) if lead and lead.group(1) not in (self.reasoning_tag, self.answer_tag) else None
+        reasoning = pat["reasoning"].findall(text)
+        answers = tuple(a.strip() for a in pat["answer"].findall(text))
+        counts = {k: len(pat[k].findall(text)) for k in ("r_open", "r_close", "a_open", "a_close")}
+
+        issues = []
+        if modality is None:
+            issues.append("no_modality_tag")
+        elif modality.upper() not in MODALITIES:
+            issues.append("unknown_modality")
+        if not reasoning:
+            issues.append("no_reasoning_block")
+        elif counts["r_open"] > 1 or counts["r_close"] > 1:
+            issues.append("multiple_reasoning_blocks")
+        if counts["a_open"] > counts["a_close"]:
+            issues.append("unclosed_answer")
+        elif not answers:
+            issues.append("no_answer_block")
+        if len(answers) > 1:
+            issues.append("multiple_answer_blocks")
+        if not issues and not pat["shape"].fullmatch(text):
+            issues.append("text_outside_blocks")
         return ParsedCompletion(
             modality=modality,
-            reasoning=reasoning_blocks[0].strip() if reasoning_blocks else None,
-            answer=answer_blocks[-1].strip() if answer_blocks else None,
-            well_formed=well_formed,
+            reasoning=reasoning[0].strip() if reasoning else None,
+            answers=answers if "unclosed_answer" not in issues else (),
+            well_formed=not issues,
+            issues=tuple(issues),
         )
 
 
@@ -130,6 +170,6 @@ def completion_text(completion) -> str:
     if isinstance(completion, list) and completion:
         content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else completion[-1]
         if isinstance(content, list):  # multimodal message: a list of typed parts
-            return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
         return content if isinstance(content, str) else str(content)
     return "" if completion is None else str(completion)
