@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from . import config
 from .contract import MODALITIES, OutputContract, check_modality
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1175,6 +1176,33 @@ def synthesize(seed: int, n_text: int, n_image: int, image_size: int, test_fract
 synthesize.last_stats = {}
 
 
+@dataclass
+class SynthesisParams(config.StageParams):
+    """Notebook 01: the offline set's size and make-up."""
+
+    n_text: int
+    n_image: int
+    image_size: int
+    test_fraction: float
+    sources: list[str] | None
+    n_paraphrase_pairs: int
+    n_example_images: int
+
+    def check(self) -> None:
+        for key in ("n_text", "n_image", "n_paraphrase_pairs", "n_example_images"):
+            if getattr(self, key) < 0:
+                raise config.ParamsError(f"parameter {key!r} must be >= 0, got {getattr(self, key)}")
+        if self.n_text + self.n_image == 0:
+            raise config.ParamsError("parameters 'n_text' and 'n_image' are both 0: the dataset would be empty")
+        if not 16 <= self.image_size <= 2048:
+            raise config.ParamsError(f"parameter 'image_size' must be in [16, 2048], got {self.image_size}")
+        if not 0 < self.test_fraction < 1:
+            raise config.ParamsError(f"parameter 'test_fraction' must be in (0, 1), got {self.test_fraction}")
+        unknown = [s for s in self.sources or [] if s not in SYNTH_SOURCES]
+        if unknown:
+            raise config.ParamsError(f"parameter 'sources' has unknown {unknown}; valid: {', '.join(SYNTH_SOURCES)}")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Hygiene: duplicates and leakage
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1676,7 +1704,8 @@ def _vqa_loader(name: str, default_source: str, modality_of: Callable[[dict, str
                 answer = _text(_get(rec, answer_field, name, rid), name, rid, answer_field)
                 value = _get(rec, image_field, name, rid)
                 if isinstance(value, str) and base is not None:
-                    value = next((str(base / d / value) for d in image_dirs if (base / d / value).exists()), value)
+                    value = next((str((base / d / value).resolve()) for d in image_dirs if (base / d / value).exists()),
+                                 value)
                 ok, img = _image_or_skip(value, base, image_size, stats, name, rid)
                 if not ok:
                     continue
@@ -1755,9 +1784,9 @@ def load_pmc_vqa(source: str | Path = "xmcmic/PMC-VQA", split: str = "test", ima
             else:
                 answer = re.sub(r"^\s*[A-D]\s*[:.]\s*", "", answer)
             value = _get(rec, "Figure_path", name, rid)
-            if base is not None and not (base / value).exists():
-                value = next((str(base / d / value) for d in ("figures", "images") if (base / d / value).exists()),
-                             value)
+            if base is not None:
+                value = next((str((base / d / value).resolve()) for d in ("", "figures", "images")
+                              if (base / d / value).exists()), value)
             ok, img = _image_or_skip(value, base, image_size, stats, name, rid)
             if not ok:
                 continue
