@@ -1864,9 +1864,9 @@ def plot_counts(card: dict):
             bottom += vals
         ax.set_xticks(range(len(labels)), [lab.replace("synthetic/", "") for lab in labels], rotation=60, ha="right",
                       fontsize=8)
+        ax.bar_label(ax.containers[-1], labels=[str(int(b)) for b in bottom], fontsize=7, padding=1)
         ax.set_title(f"rows by {title}")
-        ax.set_yscale("log")
-    axes[0].set_ylabel("rows (log)")
+    axes[0].set_ylabel("rows")
     axes[0].legend()
     fig.tight_layout()
     return fig
@@ -1898,13 +1898,15 @@ def plot_examples(ds: datasets.Dataset, n: int = 12, seed: int = 0, cols: int = 
     random.Random(seed).shuffle(idx)
     idx = idx[:n]
     rows = max(1, math.ceil(len(idx) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, idx):
         row = ds[i]
-        ax.imshow(row["image"])
+        thumb = row["image"].copy()
+        thumb.thumbnail((160, 160))  # keeps the saved PNG/SVG small; the panel is ~3 inches wide anyway
+        ax.imshow(thumb)
         title = f"<{row['modality']}>\nQ: {row['question']}\nA: {row['answer']}"
-        ax.set_title("\n".join(textwrap.wrap(title, 42, replace_whitespace=False)[:6]), fontsize=8, loc="left")
+        ax.set_title("\n".join(textwrap.wrap(title, 36, replace_whitespace=False)[:6]), fontsize=7, loc="left")
     fig.tight_layout()
     return fig
