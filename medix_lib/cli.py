@@ -28,6 +28,31 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_judge(args) -> int:
+    import yaml
+
+    from medix_lib import judge as judge_lib
+
+    try:
+        settings = {}
+        if args.params:
+            loaded = yaml.safe_load(open(args.params)) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{args.params} must be a mapping of judge setting: value")
+            settings = judge_lib.judge_settings(loaded, args.params)
+        flags = {"backend": args.backend, "model": args.model, "template": args.template,
+                 "threshold": args.threshold, "cache_path": args.cache, "base_url": args.base_url,
+                 "show_question": True if args.show_question else None}
+        settings.update({k: v for k, v in flags.items() if v is not None})
+        judge = judge_lib.Judge(**settings)
+        stats = judge_lib.judge_file(judge, args.input, args.output, progress=not args.quiet)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"judge {judge.backend}:{judge.model} prompt {judge.prompt_hash}: {stats}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m medix_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override one parameter of one stage, e.g. --set 03.max_steps=2 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
     run.set_defaults(func=cmd_run)
+
+    judge = sub.add_parser("judge", help="judge (reference, prediction) pairs from a JSONL file")
+    judge.add_argument("--input", required=True, help="JSONL rows with reference, prediction (question optional)")
+    judge.add_argument("--output", required=True, help="JSONL: each input row plus label, p_yes, error, cached, "
+                                                       "judge, prompt_hash, backend, rule")
+    judge.add_argument("--params", default=None, help="YAML of Judge settings, or a stage params file (its judge_* "
+                                                      "keys are used), e.g. params/04_evaluate_with_judge/gpu.yaml")
+    judge.add_argument("--backend", default=None, help="judge backend: transformers or openai")
+    judge.add_argument("--model", default=None, help="judge model: offline alias, hub id, local path or served name")
+    judge.add_argument("--template", default=None, help="prompt template: reward-v1 or eval-v1")
+    judge.add_argument("--threshold", type=float, default=None, help="P(YES) at or above this is YES")
+    judge.add_argument("--cache", default=None, help="SQLite verdict cache, reused across runs")
+    judge.add_argument("--base-url", default=None, help="OpenAI-compatible server (key: $OPENAI_API_KEY)")
+    judge.add_argument("--show-question", action="store_true", help="show the judge the question too")
+    judge.add_argument("--quiet", action="store_true", help="no progress bar")
+    judge.set_defaults(func=cmd_judge)
     return parser
 
 
