@@ -99,3 +99,37 @@ def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: 
         mechanics_note(ax)
     fig.tight_layout()
     return fig
+
+
+def judge_meta_evaluation(results: dict[str, dict], title: str, mechanics_only: bool):
+    """Judges against gold-labelled answer pairs (``judge.meta_evaluate`` results by name): one confusion matrix per
+    judge, then every judge's ROC curve of P(YES) with its AUC and Cohen's kappa in the legend."""
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.0 * len(names) + 3.6, 3.3), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * len(names) + [1.25]})
+    for ax, name in zip(axes[0], names):
+        r = results[name]
+        matrix = np.array(r["confusion"])
+        sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, square=True,
+                    xticklabels=["NO", "YES"], yticklabels=["NO", "YES"])
+        ax.set_xlabel("judge said")
+        ax.set_ylabel("gold")
+        ax.set_title(f"{name}\nacc {r['accuracy']:.2f}, failed {r['failures']}", fontsize=10)
+    roc_ax = axes[0][-1]
+    roc_ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+    for i, name in enumerate(names):
+        r = results[name]
+        if r.get("roc"):
+            roc_ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color=PALETTE[i], lw=2,
+                        label=f"{name}: AUC {r['auc']:.2f}, κ {r['cohen_kappa']:.2f}")
+    roc_ax.set_xlabel("false positive rate")
+    roc_ax.set_ylabel("true positive rate")
+    roc_ax.set_xlim(0, 1)
+    roc_ax.set_ylim(0, 1.01)
+    roc_ax.set_title("ROC of P(YES)")
+    roc_ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    if mechanics_only:
+        mechanics_note(roc_ax)
+    fig.tight_layout()
+    return fig

@@ -398,6 +398,19 @@ def test_meta_evaluate_metrics(counting):
     assert result["cohen_kappa"] == pytest.approx(1 / 6)
     assert result["auc"] == pytest.approx(7 / 12)
     assert result["per_pair_type"]["random"]["accuracy"] == 0.0
+    json.dumps(result)  # goes into metrics.json as is
+
+
+def test_meta_evaluation_figure(counting, tmp_path):
+    from medix_lib import plotting
+
+    pairs = [{"a": "mi", "b": b, "label": label, "pair_type": "t"}
+             for b, label in [("heart attack", True), ("angina", False), ("infarct", True), ("panic attack", False)]]
+    results = {"counting": J.meta_evaluate(Judge(backend="counting", model="m"), pairs),
+               "strict": J.meta_evaluate(Judge(backend="counting", model="m", threshold=1.0), pairs)}
+    fig = plotting.judge_meta_evaluation(results, "judges vs gold pairs", mechanics_only=True)
+    paths = plotting.save_figure(fig, tmp_path, "judge_meta")
+    assert all(p.stat().st_size > 0 for p in paths)
 
 
 # --------------------------------------------------------------------------- a real OpenAI-compatible server
