@@ -33,8 +33,8 @@ import textwrap
 import unicodedata
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from . import config
-from .contract import MODALITIES, OutputContract, check_modality
+from .contract import OutputContract, check_modality
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Schema
@@ -557,7 +557,8 @@ def _gen_hpo_annotations(rng: random.Random) -> dict[str, Iterator[_Candidate]]:
 
     def phenotypes():
         for did in diseases:
-            pos = sorted((a for a in by_disease[did] if not a.negated), key=lambda a: (_freq_rank(a.frequency), a.hpo_id))
+            pos = sorted((a for a in by_disease[did] if not a.negated),
+                         key=lambda a: (_freq_rank(a.frequency), a.hpo_id))
             if len(pos) < 3:
                 continue
             dname = pos[0].disease_name
@@ -814,7 +815,8 @@ def _dicom_source(name: str, extra: dict[str, str]) -> _ImageSource | None:
     frames = []
     for f in per_frame:
         if f.ndim == 2:
-            f = f.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+            slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+            f = f.astype(np.float32) * slope + intercept
             if photometric == "MONOCHROME1":  # MONOCHROME1 stores white as low values
                 f = f.max() - f
         else:
@@ -890,7 +892,8 @@ def _skimage_sources() -> list[_ImageSource]:
 
 
 _IMAGE_TEMPLATES: dict[str, list[str]] = {
-    "modality": ["What imaging modality was used to acquire this image?", "Which imaging technique produced this image?",
+    "modality": ["What imaging modality was used to acquire this image?",
+                 "Which imaging technique produced this image?",
                  "Name the imaging modality shown.", "What type of medical image is this?"],
     "modality_yes_no": ["Is this image {candidate}?", "Is this {candidate}?"],
     "body_region": ["Which body region is shown in this image?", "What part of the body is imaged here?",
@@ -1457,8 +1460,8 @@ def _text(value: Any, dataset: str, row_id: Any, name: str) -> str:
 _OPTION_DEPENDENT = re.compile(
     r"\b(all|each|any|none) of the (following|above)\b.*\b(except|not|false|incorrect)\b|\bexcept\b|\bnot true\b"
     r"|\bfalse statement\b|\bincorrect statement\b", re.I)
-_OPTION_ANSWERS = re.compile(r"^(all|none|both|neither) of the (above|following)|^(both|all of these)\b|^[a-d] and [a-d]",
-                             re.I)
+_OPTION_ANSWERS = re.compile(
+    r"^(all|none|both|neither) of the (above|following)|^(both|all of these)\b|^[a-d] and [a-d]", re.I)
 
 
 def mcq_to_open(question: str, options: list[str], answer_index: int) -> tuple[str, str, list[str]] | None:
