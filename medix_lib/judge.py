@@ -25,6 +25,7 @@ import re
 import sqlite3
 import time
 import unicodedata
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -594,6 +595,13 @@ class Judge:
             return [Score(error=f"backend returned {len(scores)} scores for {len(prompts)} prompts")] * len(prompts)
         return scores
 
+    def _cache_op(self, op, *args):
+        try:
+            return op(*args)
+        except (sqlite3.Error, OSError) as err:  # a locked or full disk costs speed, never the trainer
+            warnings.warn(f"judge cache {self.cache_path} unavailable ({err}); judging without it", stacklevel=3)
+            return None
+
     def _label(self, p_yes: float | None, label: bool | None) -> bool | None:
         return label if p_yes is None else p_yes >= self.threshold
 
@@ -619,7 +627,7 @@ class Judge:
             else:
                 pending.append(key)
         if pending and self._cache is not None:
-            hits = self._cache.get([self._cache_key(k) for k in pending])
+            hits = self._cache_op(self._cache.get, [self._cache_key(k) for k in pending]) or {}
             for key in pending:
                 if self._cache_key(key) in hits:
                     p, label = hits[self._cache_key(key)]
@@ -638,7 +646,7 @@ class Judge:
                 done = {self._cache_key(k): (s.p_yes, s.label) for k, s in zip(pending, scores)
                         if results[k][2] is None}  # failures stay out of the cache: a rerun retries them
                 if done:
-                    self._cache.put(done, self.model, self.prompt_hash, self.backend)
+                    self._cache_op(self._cache.put, done, self.model, self.prompt_hash, self.backend)
         verdicts = []
         for key in keys:
             p, label, error, cached, rule = results[key]

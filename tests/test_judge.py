@@ -491,3 +491,13 @@ def test_cli_judge(stub, tmp_path, capsys):
     pairs.write_text('{"reference": "x"}\n')
     assert cli.main(["judge", "--input", str(pairs), "--output", str(out), "--params", str(params)]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_a_broken_cache_costs_speed_not_the_run(counting, tmp_path):
+    cache = tmp_path / "c.sqlite"
+    judge = Judge(backend="counting", model="m", cache_path=str(cache))
+    cache.unlink()
+    cache.mkdir()  # a directory where the database should be: every SQLite operation fails
+    with pytest.warns(UserWarning, match="judging without it"):
+        verdicts = judge([JudgeItem("mi", "heart attack")])
+    assert verdicts[0].label is True and judge.last_stats.model_calls == 1
