@@ -44,6 +44,14 @@ class ParamsError(ValueError):
     """A params file or notebook parameter is wrong; the message names the key and the valid choices."""
 
 
+def shown(path: Path) -> str:
+    """A path as users should read it in messages: relative to the repository when inside it."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def stage_name(stage: str) -> str:
     """Accept '03', '3' or '03_train_grpo' and return the full stage name.
 
@@ -68,7 +76,7 @@ def params_path(stage: str, variant: str) -> Path:
     path = PARAMS_DIR / stage_name(stage) / f"{variant}.yaml"
     if not path.is_file():
         raise ParamsError(
-            f"no params file {path.relative_to(REPO_ROOT)}; variants of {stage_name(stage)}: "
+            f"no params file {shown(path)}; variants of {stage_name(stage)}: "
             f"{', '.join(available_variants(stage)) or '(none)'}"
         )
     return path
@@ -182,10 +190,10 @@ def load(stage: str, variant: str, output_dir: str | Path | None = None,
     path = params_path(stage, variant)
     from_file = yaml.safe_load(path.read_text()) or {}
     if not isinstance(from_file, dict):
-        raise ParamsError(f"{path.relative_to(REPO_ROOT)} must be a mapping of parameter: value")
+        raise ParamsError(f"{shown(path)} must be a mapping of parameter: value")
     defaults = notebook_defaults(stage)
     valid = sorted(k for k in defaults if k not in RUNNER_KEYS)
-    for source, keys in ((str(path.relative_to(REPO_ROOT)), from_file), ("--set", overrides or {})):
+    for source, keys in ((str(shown(path)), from_file), ("--set", overrides or {})):
         for key in keys:
             if key not in valid:
                 raise ParamsError(f"{source}: unknown parameter {key!r} for {stage}; valid: {', '.join(valid)}")
@@ -194,5 +202,5 @@ def load(stage: str, variant: str, output_dir: str | Path | None = None,
     try:
         return build(stage, merged)
     except ParamsError as err:
-        raise ParamsError(f"{path.relative_to(REPO_ROOT)}: {err}") from None
+        raise ParamsError(f"{shown(path)}: {err}") from None
 
