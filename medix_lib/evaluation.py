@@ -18,7 +18,7 @@ from medix_lib.judge import Judge, JudgeItem
 class EvalParams(config.StageParams):
     dataset_dir: str
     policy_model: str
-    adapter_dir: str
+    candidates: dict[str, str]
     text_only: bool
     max_eval_rows: int
     max_new_tokens: int
@@ -35,6 +35,8 @@ class EvalParams(config.StageParams):
     def check(self) -> None:
         models.check_model_name(self.policy_model, "causal_lm")
         models.check_model_name(self.judge_model, "causal_lm")
+        if not self.candidates:
+            raise config.ParamsError("parameter 'candidates' needs at least one model, e.g. {'base': ''}")
         if self.max_eval_rows < 1 or self.n_bootstrap < 100:
             raise config.ParamsError("parameters 'max_eval_rows' must be >= 1 and 'n_bootstrap' >= 100")
 
@@ -76,6 +78,17 @@ def eval_rows(cfg: EvalParams):
     if cfg.text_only:
         ds = ds.filter(lambda row: row["image"] is None)
     return ds.select(range(min(cfg.max_eval_rows, len(ds))))
+
+
+def candidate_adapters(cfg: EvalParams) -> dict[str, str | None]:
+    """Name -> adapter path (None for the base policy); a missing adapter fails naming the candidate."""
+    adapters = {}
+    for name, path in cfg.candidates.items():
+        adapters[name] = str(cfg.upstream(path)) if path else None
+        if path and not (cfg.upstream(path) / "adapter_config.json").exists():
+            raise FileNotFoundError(f"candidate {name!r}: no adapter at {cfg.upstream(path)} "
+                                    f"(run notebook 03 first, or remove it from 'candidates')")
+    return adapters
 
 
 def generate_answers(cfg: EvalParams, rows, adapter_dir: str | None) -> list[str]:

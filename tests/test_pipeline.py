@@ -10,6 +10,7 @@ import pytest
 from medix_lib import config
 
 TINY = [
+    "03.warmup_steps=2",
     "01.n_text=40", "01.n_image=8",
     "02.n_prompts=3", "02.completions_per_prompt=2", "02.max_new_tokens=16",
     "03.max_steps=2", "03.max_train_rows=8", "03.max_completion_length=12",
@@ -51,7 +52,7 @@ def test_training_and_evaluation_numbers_are_real(tiny_run):
     assert train["steps"] == 2 and train["mechanics_only"] is True
     assert (tiny_run / "03_train_grpo/smoke/model/adapter_config.json").exists()
     evaluation = json.loads((tiny_run / "04_evaluate_with_judge/smoke/metrics.json").read_text())
-    for model in ("base", "grpo"):
+    for model in ("base", "warmup", "grpo"):
         summary = evaluation[model]
         assert summary["n"] == 4
         assert 0.0 <= summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"] <= 1.0
@@ -60,7 +61,7 @@ def test_training_and_evaluation_numbers_are_real(tiny_run):
 
 @pytest.mark.slow
 def test_failing_cell_stops_with_the_notebook_and_cell_named(tiny_run):
-    done = medix("--profile", "smoke", "--only", "04", "--set", "04.adapter_dir=no/such/adapter", root=tiny_run)
+    done = medix("--profile", "smoke", "--only", "04", "--set", "04.candidates={grpo: no/such/adapter}", root=tiny_run)
     assert done.returncode == 1
     assert "04_evaluate_with_judge [smoke] failed in cell" in done.stderr
     record = json.loads((tiny_run / "04_evaluate_with_judge/smoke/run.json").read_text())
