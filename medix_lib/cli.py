@@ -53,6 +53,38 @@ def cmd_judge(args) -> int:
     return 0
 
 
+def _reward_params(spec: str, output: str) -> config.StageParams:
+    """Notebook 02's params from a variant name (``no_judge``) or a YAML file of its keys."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(spec)
+    if not path.is_file():
+        return config.load("02", spec, output_dir=Path(output).resolve().parent)
+    values = yaml.safe_load(path.read_text()) or {}
+    defaults = config.notebook_defaults("02")
+    unknown = sorted(set(values) - set(defaults)) if isinstance(values, dict) else ["(not a mapping)"]
+    if unknown:
+        raise config.ParamsError(f"{spec}: unknown parameter(s) {unknown}; valid: {', '.join(sorted(defaults))}")
+    return config.build("02", {**defaults, **values, "variant": path.stem,
+                               "output_dir": str(Path(output).resolve().parent)})
+
+
+def cmd_rewards(args) -> int:
+    from medix_lib import rewards
+
+    try:
+        cfg = _reward_params(args.params, args.output)
+        means = rewards.score_file(cfg, args.input, args.output)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"rewards [{cfg.variant}] mean per component: " + ", ".join(f"{k}={v:.3f}" for k, v in means.items()),
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m medix_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--show-question", action="store_true", help="show the judge the question too")
     judge.add_argument("--quiet", action="store_true", help="no progress bar")
     judge.set_defaults(func=cmd_judge)
+
+    scorer = sub.add_parser("rewards", help="score completions with every reward component and the composite")
+    scorer.add_argument("--input", required=True, help="JSONL rows with completion, answer, modality (question "
+                                                       "optional)")
+    scorer.add_argument("--output", required=True, help="JSONL: each input row plus one column per component, "
+                                                        "composite, format_issues and refused")
+    scorer.add_argument("--params", default="smoke", help="a params variant of 02_design_rewards (e.g. no_judge, "
+                                                          "gpu) or a YAML file of its keys (default: smoke)")
+    scorer.set_defaults(func=cmd_rewards)
     return parser
 
 

@@ -15,7 +15,8 @@ Rules, chosen so that a reward built on them cannot be gamed by layout tricks:
 - Tags match byte for byte (ASCII ``<``, ``>``, exact tag name): a look-alike tag (``<аnswer>`` with a Cyrillic
   ``а``, fullwidth ``＜answer＞``) is text, not a tag.
 - The modality is the tag the completion *starts* with (whitespace aside), compared case-insensitively; a tag
-  preceded by chatter ("Sure! <CT_SCAN>") is not a modality tag.
+  preceded by chatter ("Sure! <CT_SCAN>") is not a modality tag, and neither is one of several tags sprayed
+  before the first block.
 - An answer exists only inside a *closed* answer block. A missing or unclosed answer tag (a generation cut off by the
   token budget) means no answer: rewarding it would make running out of tokens free. When several answer blocks
   exist the last one is the answer (an early decoy does not count) and all of them are reported, so rewards can
@@ -99,11 +100,11 @@ class OutputContract:
     @cached_property
     def _patterns(self) -> dict[str, re.Pattern]:
         r, a = re.escape(self.reasoning_tag), re.escape(self.answer_tag)
-        # Every pattern is linear-time (no nested quantifiers), so a megabyte of output parses in milliseconds.
+        # Linear-time patterns only; blocks are found with str.find (a lazy ``<a>(.*?)</a>`` regex is quadratic on
+        # many unclosed tags, which a policy can emit).
         return {
             "lead": re.compile(r"\s*<([A-Za-z_]+)>"),
-            "reasoning": re.compile(rf"<{r}>(.*?)</{r}>", re.S),
-            "answer": re.compile(rf"<{a}>(.*?)</{a}>", re.S),
+            "any_tag": re.compile(r"<[A-Za-z_]+>"),
             "r_open": re.compile(rf"<{r}>"), "r_close": re.compile(rf"</{r}>"),
             "a_open": re.compile(rf"<{a}>"), "a_close": re.compile(rf"</{a}>"),
             "shape": re.compile(rf"\s*<[A-Za-z_]+>\s*<{r}>.*</{r}>\s*<{a}>.*</{a}>\s*", re.S),
@@ -112,9 +113,10 @@ class OutputContract:
     def parse(self, text: str) -> ParsedCompletion:
         """Split ``text`` into its contract parts; never raises.
 
-        ``issues`` names what breaks the format: ``no_modality_tag``, ``unknown_modality``, ``no_reasoning_block``,
-        ``multiple_reasoning_blocks``, ``no_answer_block``, ``unclosed_answer``, ``multiple_answer_blocks``,
-        ``text_outside_blocks`` (anything besides whitespace around or between the three parts, or a wrong order).
+        ``issues`` names what breaks the format: ``no_modality_tag``, ``multiple_modality_tags``, ``unknown_modality``,
+        ``no_reasoning_block``, ``multiple_reasoning_blocks``, ``no_answer_block``, ``unclosed_answer``,
+        ``multiple_answer_blocks``, ``text_outside_blocks`` (anything besides whitespace around or between the three
+        parts, or a wrong order).
 
         >>> c = OutputContract()
         >>> p = c.parse("<MRI_SCAN>\\n<thinking>T2 bright.</thinking>\\n<answer>T2: hyperintense</answer>")
@@ -129,12 +131,19 @@ class OutputContract:
         pat = self._patterns
         lead = pat["lead"].match(text)
         modality = lead.group(1) if lead and lead.group(1) not in (self.reasoning_tag, self.answer_tag) else None
-        reasoning = pat["reasoning"].findall(text)
-        answers = tuple(a.strip() for a in pat["answer"].findall(text))
+        first_block = min((m.start() for m in (pat["r_open"].search(text), pat["a_open"].search(text)) if m),
+                          default=len(text))
+        # Several tags before the first block is spraying candidates (e.g. all 16 modalities): no modality.
+        sprayed = len(pat["any_tag"].findall(text, 0, first_block)) > 1
+        reasoning = _blocks(text, self.reasoning_tag)
+        answers = tuple(a.strip() for a in _blocks(text, self.answer_tag))
         counts = {k: len(pat[k].findall(text)) for k in ("r_open", "r_close", "a_open", "a_close")}
 
         issues = []
-        if modality is None:
+        if sprayed:
+            modality = None
+            issues.append("multiple_modality_tags")
+        elif modality is None:
             issues.append("no_modality_tag")
         elif modality.upper() not in MODALITIES:
             issues.append("unknown_modality")
@@ -157,6 +166,19 @@ class OutputContract:
             well_formed=not issues,
             issues=tuple(issues),
         )
+
+
+def _blocks(text: str, tag: str) -> list[str]:
+    """Contents of the closed ``<tag>...</tag>`` blocks, left to right, non-nested; linear in ``len(text)``."""
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    found, pos = [], 0
+    while (start := text.find(opening, pos)) != -1:
+        end = text.find(closing, start + len(opening))
+        if end == -1:
+            break
+        found.append(text[start + len(opening):end])
+        pos = end + len(closing)
+    return found
 
 
 def completion_text(completion) -> str:

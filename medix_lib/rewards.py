@@ -21,7 +21,7 @@ How an answer is scored, in order (``accuracy`` and ``semantic`` share every ste
 3. **Rules that need no model.** A normalised exact match scores 1. Closed-form references (yes/no, present/absent,
    left/right/bilateral, a number) are compared by canonical form. Answers whose laterality contradicts the
    reference score 0. ``semantic`` is stricter, because cosine similarity is blind to these contrasts: a closed-form
-   answer or reference is scored by exact comparison only, and differing numbers score 0.
+   answer or reference is scored by exact comparison only, and differing numbers or negation score 0.
 4. **The model.** ``accuracy`` asks the judge (1 YES, 0 NO, ``None`` when the judge failed, so TRL leaves that
    component out instead of punishing the policy for the judge's fault); ``semantic`` thresholds or rescales cosine.
 """
@@ -117,17 +117,31 @@ def numbers(text: str) -> frozenset[str]:
     return frozenset(n for n in (_number(t) for t in _tokens(text)) if n is not None)
 
 
+_NEGATION = re.compile(r"\b(no|not|without|absence of|absent|negative for|free of|ruled out|denies|never)\b", re.I)
+
+
+def negated(text: str) -> bool:
+    """Whether an answer negates (the contrast embeddings are blind to: cos("no pneumonia", "pneumonia") is high).
+
+    >>> negated("No evidence of pneumonia"), negated("pneumonia")
+    (True, False)
+    """
+    return bool(_NEGATION.search(unicodedata.normalize("NFKC", str(text))))
+
+
 def decide(prediction: str, reference: str, strict: bool = False) -> float | None:
     """Score a pair by rule when a rule settles it (1.0 or 0.0), else None (a model must decide).
 
-    ``strict`` is the embedding's rule set: cosine cannot see closed-form flips or changed numbers, so those pairs
-    are settled by exact comparison instead.
+    ``strict`` is the embedding's rule set: cosine cannot see closed-form flips, changed numbers or negation, so
+    those pairs are settled by exact comparison instead.
 
     >>> decide("Heart attack.", "heart attack"), decide("two", "2"), decide("no", "yes")
     (1.0, 1.0, 0.0)
     >>> decide("right lower lobe pneumonia", "left lower lobe pneumonia"), decide("pneumonia", "lung infection")
     (0.0, None)
     >>> decide("5 mm nodule", "7 mm nodule"), decide("5 mm nodule", "7 mm nodule", strict=True)
+    (None, 0.0)
+    >>> decide("no pneumonia", "pneumonia"), decide("no pneumonia", "pneumonia", strict=True)
     (None, 0.0)
     """
     if normalise(prediction) == normalise(reference):
@@ -143,7 +157,7 @@ def decide(prediction: str, reference: str, strict: bool = False) -> float | Non
     if sides_pred and sides_ref and sides_pred != sides_ref:
         return 0.0
     nums_pred, nums_ref = numbers(prediction), numbers(reference)
-    if strict and nums_pred and nums_ref and nums_pred != nums_ref:
+    if strict and (nums_pred and nums_ref and nums_pred != nums_ref or negated(prediction) != negated(reference)):
         return 0.0
     return None
 
