@@ -38,7 +38,7 @@ from typing import Callable, Literal
 
 from medix_lib import config, models
 from medix_lib.contract import OutputContract, ParsedCompletion, completion_text
-from medix_lib.judge import Judge, JudgeItem, normalise
+from medix_lib.judge import Judge, JudgeItem, looks_like_injection, normalise
 
 MEDIX_WEIGHTS: dict[str, float] = {"accuracy": 0.5175, "semantic": 0.3375, "modality": 0.045, "format": 0.10}
 COMPONENTS: tuple[str, ...] = tuple(MEDIX_WEIGHTS)
@@ -170,14 +170,10 @@ _MASTER_KEYS = re.compile(
     r"thought process|let'?s (solve|think)( about)?( this)?( problem)?( step by step)?|let us (solve|think)"
     r"( about)?( this)?( problem)?( step by step)?|step by step|solution|final answer|the answer is|answer|reasoning"
     r"|explanation|respuesta|解|かいせつ|答案|回答", re.I)
-_INSTRUCTION = re.compile(
-    r"\bignore\b.{0,40}?\b(instructions?|above|previous|prior|rules?|prompt)\b"
-    r"|\b(judge|grader|grading|evaluator|examiner|assessor)\b"
-    r"|\b(say|output|print|respond|reply|return|mark|grade|score|label|classify)\b\W{0,3}((with|it|this|as|me)\W{1,3})"
-    r"{0,3}(yes|correct|true|equivalent|full marks|1)\b"
-    r"|\b(reference|predicted)\s+answers?\s*[:=]|\bground[ -]truth\b"
-    r"|<<<|>>>|<\|[a-z_]+\|>|\[/?inst\]|^\s*(system|user|assistant)\s*:"
-    r"|\b(this|the|my)\s+(answer|prediction|response)\s+is\s+(correct|equivalent|the same)", re.I | re.M)
+# On top of the judge's own injection patterns: text that names the grader or forges the judge prompt's layout.
+_ADDRESSES_GRADER = re.compile(
+    r"\b(judge|grader|grading|evaluator|examiner|assessor)\b|\b(reference|predicted)\s+answers?\s*[:=]"
+    r"|\bground[ -]truth\b|<<<|>>>|\[/?inst\]", re.I)
 _DISJUNCTION = re.compile(r"\b(or|either|versus|vs)\b|\b[^\W\d_]{2,}\s*/\s*[^\W\d_]{2,}\b", re.I)
 _REFUSAL = re.compile(
     r"\b(i (do not|don't|cannot|can't|am unable to) (know|tell|determine|say|answer)|cannot be (determined|assessed|"
@@ -201,7 +197,7 @@ def _lists_candidates(text: str, question: str) -> bool:
 # name -> predicate(text, question). A guard fires when the answer has the trait and the reference does not.
 GUARDS: dict[str, Callable[[str, str], bool]] = {
     "no_content": _no_content,
-    "judge_instruction": lambda text, question: bool(_INSTRUCTION.search(text)),
+    "judge_instruction": lambda text, question: looks_like_injection(text) or bool(_ADDRESSES_GRADER.search(text)),
     "question_copy": _copies_question,
     "candidate_list": _lists_candidates,
     "refusal": lambda text, question: bool(_REFUSAL.search(text)),
