@@ -101,6 +101,115 @@ def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: 
     return fig
 
 
+def semantic_calibration(similarities: list[float], labels: list[bool], thresholds: dict[str, float], title: str,
+                         mechanics_only: bool):
+    """Cosine of gold answer pairs by label (left) and its ROC (right), each named threshold marked on both."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    sims, gold = np.asarray(similarities, dtype=float), np.asarray(labels, dtype=bool)
+    fig, (hist, roc) = plt.subplots(1, 2, figsize=(8.6, 3.3))
+    bins = np.linspace(min(-0.1, sims.min()), 1, 23)
+    hist.hist([sims[gold], sims[~gold]], bins=bins, label=["equivalent", "not equivalent"],
+              color=[PALETTE[2], PALETTE[3]], edgecolor="white")
+    fpr, tpr, _ = roc_curve(gold, sims)
+    roc.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+    roc.plot(fpr, tpr, lw=2, color=COMPONENT_COLORS["semantic"], label=f"cosine: AUC {roc_auc_score(gold, sims):.2f}")
+    for i, (name, t) in enumerate(thresholds.items()):
+        color = PALETTE[4 + i]
+        hist.axvline(t, color=color, ls="--", lw=1.5, label=f"{name} ({t:.2f})")
+        roc.plot([(sims[~gold] >= t).mean()], [(sims[gold] >= t).mean()], "o", ms=8, color=color, mec="black",
+                 label=name)
+    hist.set_xlabel("cosine(answer, reference)")
+    hist.set_ylabel("pairs")
+    hist.legend(fontsize=7.5)
+    roc.set_xlabel("false positive rate")
+    roc.set_ylabel("true positive rate")
+    roc.legend(loc="lower right", fontsize=7.5)
+    fig.suptitle(title)
+    if mechanics_only:
+        mechanics_note(roc)
+    fig.tight_layout()
+    return fig
+
+
+def reward_vs_gold(rows: list[dict], components: list[str], title: str, mechanics_only: bool):
+    """Mean reward per gold pair type (``pair_type``, ``label`` and one key per component in ``rows``): equivalent
+    types should sit near 1, near-miss types near 0. Judge failures (None) are left out of the means."""
+    types = sorted({r["pair_type"] for r in rows}, key=lambda t: (not any(r["label"] for r in rows
+                                                                          if r["pair_type"] == t), t))
+    fig, ax = plt.subplots(figsize=(max(5.6, 1.1 * len(types) * max(1, len(components)) / 2), 3.4))
+    width = 0.8 / max(1, len(components))
+    for j, name in enumerate(components):
+        means = [np.mean([r[name] for r in rows if r["pair_type"] == t and r[name] is not None] or [np.nan])
+                 for t in types]
+        ax.bar(np.arange(len(types)) + (j - (len(components) - 1) / 2) * width, means, width, label=name,
+               color=COMPONENT_COLORS.get(name), edgecolor="white")
+    counts = {t: sum(r["pair_type"] == t for r in rows) for t in types}
+    gold = {t: next(r["label"] for r in rows if r["pair_type"] == t) for t in types}
+    ax.set_xticks(np.arange(len(types)), [f"{t}\n{'YES' if gold[t] else 'NO'}, n={counts[t]}" for t in types],
+                  fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("mean reward")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncols=len(components))
+    if mechanics_only:
+        mechanics_note(ax)
+    fig.tight_layout()
+    return fig
+
+
+def judge_vs_embedding(similarities: list[float], verdicts: list[float | None], groups: list[str], title: str,
+                       mechanics_only: bool):
+    """Embedding cosine against the judge's verdict, one point per answer (jittered), coloured by ``groups``; the
+    title carries their point-biserial correlation. Judge failures are left out."""
+    keep = [i for i, v in enumerate(verdicts) if v is not None]
+    sims = np.array([similarities[i] for i in keep], dtype=float)
+    said = np.array([verdicts[i] for i in keep], dtype=float)
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    for i, group in enumerate(sorted(set(groups))):
+        mask = np.array([groups[k] == group for k in keep])
+        ax.scatter(sims[mask], said[mask] + rng.uniform(-0.12, 0.12, mask.sum()), s=18, alpha=0.7,
+                   color=PALETTE[i], label=group)
+    r = np.corrcoef(sims, said)[0, 1] if len(set(said)) > 1 and len(set(sims)) > 1 else float("nan")
+    ax.set_yticks([0, 1], ["judge NO", "judge YES"])
+    ax.set_xlabel("cosine(answer, reference)")
+    ax.set_title(f"{title}\npoint-biserial r = {r:.2f} (n={len(keep)})")
+    ax.legend(fontsize=8, loc="center left")
+    if mechanics_only:
+        mechanics_note(ax)
+    fig.tight_layout()
+    return fig
+
+
+def probe_scores(rows: list[dict], components: list[str], title: str, mechanics_only: bool):
+    """Reward-hacking probes (``probes.run`` rows): the highest score over cases per probe and component, with the
+    ceiling in brackets; cells above their ceiling are outlined in red (controls: below full reward)."""
+    names = list(dict.fromkeys(r["probe"] for r in rows))
+    columns = [*components, "composite"]
+    best = np.array([[max(r[c] if r[c] is not None else 0.0 for r in rows if r["probe"] == p) for c in columns]
+                     for p in names])
+    ceiling = np.array([[next(r[f"{c}_ceiling"] for r in rows if r["probe"] == p) for c in columns]
+                        for p in names])
+    control = np.array([next(r["kind"] for r in rows if r["probe"] == p) == "control" for p in names])
+    fig, ax = plt.subplots(figsize=(1.25 * len(columns) + 3.2, 0.3 * len(names) + 1.3))
+    annot = np.array([[f"{best[i, j]:.2f} [{ceiling[i, j]:.2f}]" for j in range(len(columns))]
+                      for i in range(len(names))])
+    sns.heatmap(best, annot=annot, fmt="", cmap="Greens", vmin=0, vmax=1, cbar=False, ax=ax, annot_kws={"fontsize": 7},
+                xticklabels=columns, yticklabels=[f"{n} (control)" if c else n for n, c in zip(names, control)])
+    for i in range(len(names)):
+        for j in range(len(columns)):
+            bad = best[i, j] < 1 - 1e-9 if control[i] else best[i, j] > ceiling[i, j] + 1e-9
+            if bad:
+                ax.add_patch(plt.Rectangle((j, i), 1, 1, fill=False, edgecolor="red", lw=2))
+    ax.set_title(title)
+    ax.tick_params(axis="y", labelsize=8)
+    if mechanics_only:
+        mechanics_note(ax)
+    fig.tight_layout()
+    return fig
+
+
 def judge_meta_evaluation(results: dict[str, dict], title: str, mechanics_only: bool):
     """Judges against gold-labelled answer pairs (``judge.meta_evaluate`` results by name): one confusion matrix per
     judge, then every judge's ROC curve of P(YES) with its AUC and Cohen's kappa in the legend."""
