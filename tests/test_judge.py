@@ -449,10 +449,9 @@ def transformers_serve():
 
 
 @pytest.mark.slow
-def test_real_openai_compatible_server(transformers_serve, tmp_path):
+def test_real_openai_compatible_server(transformers_serve):
     url, model = transformers_serve
-    judge = Judge(backend="openai", model=model, base_url=url, timeout=60, concurrency=2,
-                  cache_path=str(tmp_path / "c.sqlite"))
+    judge = Judge(backend="openai", model=model, base_url=url, timeout=60, concurrency=2)
     items = [JudgeItem("myocardial infarction", "heart attack"), JudgeItem("myocardial infarction", "Heart attack."),
              JudgeItem("asthma", "tax return"), JudgeItem("asthma", "asthma")]
     verdicts = judge(items)
@@ -461,8 +460,6 @@ def test_real_openai_compatible_server(transformers_serve, tmp_path):
         # a 135M model may ramble; then the verdict is an explicit error, never a silent NO
         assert (v.label is not None) != (v.error is not None), v
         assert v.error is None or "unparsable" in v.error
-    judge(items)
-    assert judge.last_stats.model_calls == len({v.error for v in verdicts if v.error}), "failures are re-asked"
     # a prompt this small model does answer with a word: the reply is parsed, not guessed
     asked = [{"role": "system", "content": "Reply with exactly one word: YES or NO."},
              {"role": "user", "content": "Is heart attack the same as myocardial infarction? Answer YES or NO."}]
