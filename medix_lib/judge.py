@@ -173,16 +173,20 @@ class TransformersJudge:
 
     Any causal LM alias, hub id or local path works (the trained verifier included). Prompts are tokenised once,
     sorted by length and packed into batches of at most ``batch_size`` prompts and ``max_batch_tokens`` padded tokens,
-    so short prompts do not pay for long ones.
+    so short prompts do not pay for long ones. With ``prefix_cache`` the tokens every prompt of the call shares (chat
+    template, system prompt, instructions: most of a judge prompt) are run once and their KV cache reused by every
+    batch.
     """
 
     name = "transformers"
 
-    def __init__(self, model: str, batch_size: int = 16, device: str = "auto", max_batch_tokens: int = 8192):
+    def __init__(self, model: str, batch_size: int = 16, device: str = "auto", max_batch_tokens: int = 8192,
+                 prefix_cache: bool = True):
         self.model_name = models.check_model_name(model, "causal_lm")
         self.batch_size = batch_size
         self.device = device
         self.max_batch_tokens = max_batch_tokens
+        self.prefix_cache = prefix_cache
 
     def identity(self) -> str:
         """What the cache key must change with: the model name and, for local weights, their size and mtime (a
@@ -216,7 +220,22 @@ class TransformersJudge:
                 batches.append([i])
         return batches
 
+    @staticmethod
+    def _shared_prefix(encoded: list[list[int]]) -> int:
+        """Tokens all prompts start with, leaving each at least one token of its own.
+
+        >>> TransformersJudge._shared_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
+        2
+        """
+        limit = min(len(e) for e in encoded) - 1
+        n = 0
+        while n < limit and all(e[n] == encoded[0][n] for e in encoded):
+            n += 1
+        return n
+
     def _run(self, prompts: list[list[dict]], progress: bool) -> list[float | Exception]:
+        import copy
+
         import torch
         from tqdm.auto import tqdm
 
@@ -225,17 +244,30 @@ class TransformersJudge:
         yes_ids, no_ids = self._token_ids(tokenizer)
         texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        shared = self._shared_prefix(encoded) if self.prefix_cache else 0
+        prefix_kv = None
+        if shared:
+            with torch.inference_mode():
+                prefix_kv = model(input_ids=torch.tensor([encoded[0][:shared]], device=model.device),
+                                  use_cache=True).past_key_values
+        tails = [e[shared:] for e in encoded]
         results: list[float | Exception] = [0.0] * len(texts)
-        for batch in tqdm(self._batches([len(e) for e in encoded]), desc="judge", disable=not progress, leave=False):
+        for batch in tqdm(self._batches([len(t) for t in tails]), desc="judge", disable=not progress, leave=False):
             try:
-                width = max(len(encoded[i]) for i in batch)
-                pad = tokenizer.pad_token_id
-                # left padding: the last position is every prompt's next-token position
-                ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
-                mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
+                width = max(len(tails[i]) for i in batch)
+                # right padding: real tokens keep their positions after the shared prefix and never see the pads
+                ids = torch.tensor([tails[i] + [tokenizer.pad_token_id] * (width - len(tails[i])) for i in batch])
+                mask = torch.tensor([[1] * (shared + len(tails[i])) + [0] * (width - len(tails[i])) for i in batch])
+                kwargs = {}
+                if prefix_kv is not None:
+                    kv = copy.deepcopy(prefix_kv)  # the forward appends to the cache it is given
+                    kv.batch_repeat_interleave(len(batch))
+                    kwargs = {"past_key_values": kv, "use_cache": True}
                 with torch.inference_mode():
-                    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-                logits = logits[:, -1, :].float()
+                    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                   **kwargs).logits
+                last = torch.tensor([len(tails[i]) - 1 for i in batch], device=logits.device)
+                logits = logits[torch.arange(len(batch), device=logits.device), last].float()
                 margin = torch.logsumexp(logits[:, yes_ids], dim=-1) - torch.logsumexp(logits[:, no_ids], dim=-1)
                 for i, p in zip(batch, torch.sigmoid(margin).tolist()):
                     results[i] = p
@@ -425,7 +457,7 @@ def backend_options(name: str) -> list[str]:
     """The keyword options a backend accepts (besides ``model``).
 
     >>> backend_options("transformers")
-    ['batch_size', 'device', 'max_batch_tokens']
+    ['batch_size', 'device', 'max_batch_tokens', 'prefix_cache']
     """
     if name not in JUDGE_BACKENDS:
         raise ValueError(f"unknown judge backend {name!r}; valid backends: {', '.join(JUDGE_BACKENDS)}")

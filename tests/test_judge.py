@@ -304,7 +304,7 @@ def test_api_key_comes_from_the_environment_and_is_never_written(stub, monkeypat
 def test_bad_configuration_names_the_valid_choices():
     with pytest.raises(ValueError, match="valid backends: transformers, openai"):
         Judge(backend="vllm-magic")
-    with pytest.raises(ValueError, match="valid: batch_size, device, max_batch_tokens"):
+    with pytest.raises(ValueError, match="valid: batch_size, device, max_batch_tokens, prefix_cache"):
         Judge(backend="transformers", base_url="http://127.0.0.1:1/v1")
     with pytest.raises(ValueError, match="valid: reward-v1, eval-v1"):
         Judge(template="reward-v9")
@@ -361,9 +361,10 @@ def test_transformers_backend_batched_equals_one_at_a_time():
     items = [JudgeItem("myocardial infarction", "heart attack"), JudgeItem("asthma", "a long-winded answer " * 6),
              JudgeItem("left", "right")]
     prompts = [template.messages(i, False) for i in items]
-    batched = backend.p_yes(prompts)
-    single = [backend.p_yes([p])[0] for p in prompts[:2]]
-    assert batched[:2] == pytest.approx(single, abs=2e-3), "left padding must not change P(YES)"
+    batched = backend.p_yes(prompts)  # shared-prefix KV cache, right-padded batch
+    plain = J.TransformersJudge("smollm2-135m-instruct", prefix_cache=False)
+    single = [plain.p_yes([p])[0] for p in prompts[:2]]
+    assert batched[:2] == pytest.approx(single, abs=2e-3), "padding and the prefix cache must not change P(YES)"
     assert all(0.0 < p < 1.0 for p in batched)
     assert len(backend._batches([10, 500, 12, 11, 9])) == 2
 
