@@ -249,7 +249,7 @@ class TransformersJudge:
         if shared:
             with torch.inference_mode():
                 prefix_kv = model(input_ids=torch.tensor([encoded[0][:shared]], device=model.device),
-                                  use_cache=True).past_key_values
+                                  use_cache=True).cache
         tails = [e[shared:] for e in encoded]
         results: list[float | Exception] = [0.0] * len(texts)
         for batch in tqdm(self._batches([len(t) for t in tails]), desc="judge", disable=not progress, leave=False):
@@ -262,7 +262,7 @@ class TransformersJudge:
                 if prefix_kv is not None:
                     kv = copy.deepcopy(prefix_kv)  # the forward appends to the cache it is given
                     kv.batch_repeat_interleave(len(batch))
-                    kwargs = {"past_key_values": kv, "use_cache": True}
+                    kwargs = {"cache": kv, "use_cache": True}
                 with torch.inference_mode():
                     logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                                    **kwargs).logits
