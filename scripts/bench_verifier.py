@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", default="reward-v1", choices=["reward-v1", "eval-v1"])
     parser.add_argument("--max-test", type=int, default=None, help="score only the first N test pairs")
     parser.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot LLM baseline (slowest part)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads for scoring (1 is much faster on a machine shared with other jobs)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     out = Path(args.out or Path("outputs") / "verifier" / args.preset)
     result = verifier.meta_evaluation(args.preset, zero_shot=None if args.no_zero_shot else "smollm2-135m-instruct",
