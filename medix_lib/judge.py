@@ -571,8 +571,9 @@ class Judge:
     concurrency: int | None = None
     max_retries: int | None = None
     injection_guard: bool = True  # predictions that address the judge are NO without asking it
-    last_stats: JudgeStats = field(default_factory=JudgeStats)
-    total_stats: JudgeStats = field(default_factory=JudgeStats)
+    # not init fields: dataclasses.replace(judge, ...) starts a new judge with its own counters
+    last_stats: JudgeStats = field(default_factory=JudgeStats, init=False)
+    total_stats: JudgeStats = field(default_factory=JudgeStats, init=False)
 
     def __post_init__(self):
         if self.template not in TEMPLATES:
@@ -735,7 +736,7 @@ def meta_evaluate(judge: Judge, pairs: list[dict], progress: bool = False) -> di
     return result
 
 
-_JUDGE_KEYS = [f.name for f in fields(Judge) if f.name not in ("last_stats", "total_stats")]
+_JUDGE_KEYS = [f.name for f in fields(Judge) if f.init]
 
 
 def judge_settings(values: dict, source: str) -> dict:

@@ -499,3 +499,13 @@ def test_a_broken_cache_costs_speed_not_the_run(counting, tmp_path):
     with pytest.warns(UserWarning, match="judging without it"):
         verdicts = judge([JudgeItem("mi", "heart attack")])
     assert verdicts[0].label is True and judge.last_stats.model_calls == 1
+
+
+def test_replace_gives_a_judge_with_its_own_counters(counting, tmp_path):
+    import dataclasses
+
+    judge = Judge(backend="counting", model="m")
+    judge([JudgeItem("mi", "heart attack")])
+    cached = dataclasses.replace(judge, cache_path=str(tmp_path / "c.sqlite"))
+    cached([JudgeItem("mi", "angina")])
+    assert judge.total_stats.model_calls == 1 and cached.total_stats.model_calls == 1
