@@ -79,11 +79,11 @@ class OutputContract:
 
     def system_prompt(self) -> str:
         r, a = self.reasoning_tag, self.answer_tag
+        # Kept short on purpose: on CPU every prompt token is paid for in every rollout and every gradient step.
         return (
-            "You are a medical expert. First state the imaging modality of the question as one tag alone on the first "
-            f"line, chosen from: {', '.join('<' + m + '>' for m in MODALITIES)} (use <OTHER> for text-only questions). "
-            f"Then reason step by step inside <{r}>...</{r}>. Then give the final answer, short and free-text, inside "
-            f"<{a}>...</{a}>. Write nothing outside these three parts."
+            f"You are a medical expert. Reply in exactly three parts: the imaging modality tag, e.g. <CT_SCAN>, then "
+            f"your reasoning in <{r}>...</{r}>, then a short final answer in <{a}>...</{a}>. Modality tags: "
+            f"{' '.join(MODALITIES)} (OTHER when there is no image)."
         )
 
     def format_reference(self, modality: str, reasoning: str, answer: str) -> str:

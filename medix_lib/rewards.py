@@ -537,8 +537,11 @@ class RewardSettings:
         return OutputContract(self.reasoning_tag, self.answer_tag)
 
     def make_judge(self, template: str = "reward-v1") -> Judge:
+        # One verdict cache per machine: keyed by backend, model, prompt hash and item, so sharing it is safe and a
+        # re-run (or a resumed evaluation) asks the judge only what it has not answered yet.
         return Judge(backend=self.judge_backend, model=self.judge_model, template=template,
-                     threshold=self.judge_threshold, show_question=self.judge_show_question)
+                     threshold=self.judge_threshold, show_question=self.judge_show_question,
+                     cache_path=str(models.cache_dir() / "judge_cache.sqlite"))
 
     def make(self, name: str):
         """One reward function of the registry, configured by these settings."""

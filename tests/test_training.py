@@ -1,0 +1,36 @@
+"""The format warm-up makes the output contract reachable, which is what gives GRPO a non-zero advantage."""
+
+import datasets
+import pytest
+
+from medix_lib import config, policy, training
+from medix_lib.contract import OutputContract
+from medix_lib.data import to_grpo
+
+ROWS = [
+    ("What is the lay term for myocardial infarction?", "heart attack"),
+    ("What is the lay term for epistaxis?", "nosebleed"),
+    ("What is the lay term for pruritus?", "itching"),
+    ("What is the lay term for syncope?", "fainting"),
+    ("What is the lay term for cephalalgia?", "headache"),
+    ("What is the lay term for pyrexia?", "fever"),
+]
+
+
+@pytest.mark.slow
+def test_format_warmup_teaches_the_contract(tmp_path):
+    cfg = config.load("03", "smoke", tmp_path / "03_train_grpo" / "t",
+                      {"warmup_steps": 12, "per_device_train_batch_size": 4, "num_generations": 4})
+    contract = OutputContract()
+    rows = to_grpo(datasets.Dataset.from_list([
+        {"id": str(i), "question": q, "answer": a, "modality": "OTHER", "task_type": "open"}
+        for i, (q, a) in enumerate(ROWS)]), contract)
+    model, tokenizer = training._load_plain(cfg, use_gpu=False)
+    before = policy.generate(policy.Policy(model, tokenizer, False), rows["prompt"][:2], max_new_tokens=40,
+                             progress=False)
+    losses = training.format_warmup(model, tokenizer, rows, cfg, progress=False)
+    after = policy.generate(policy.Policy(model, tokenizer, False), rows["prompt"][:2], max_new_tokens=40,
+                            progress=False)
+    assert len(losses) == 12 and losses[-1] < losses[0] / 2
+    assert sum(contract.parse(c[0]).answer is not None for c in before) == 0
+    assert all(contract.parse(c[0]).well_formed for c in after), after
