@@ -577,6 +577,8 @@ class VerifierConfig:
     learning_rate: float = 1e-4
     vocab_loss_weight: float = 0.1
     balance_classes: bool = True  # weight YES pairs by #NO/#YES so P(YES) = 0.5 stays a sensible default threshold
+    # Extra copies of a pair type's training pairs: the asymmetric-negation pairs are the known weak spot.
+    oversample: tuple[tuple[str, int], ...] = (("negation-asym", 3),)
     warmup_steps: int = 10
     keep_layers: int | None = None  # keep only the bottom N decoder layers of the base (None: all): N/30 the cost
     train_top_layers: int = 30  # decoder layers (from the top of those kept) that are trained; embeddings frozen
@@ -609,7 +611,7 @@ PRESETS: dict[str, VerifierConfig] = {
                             time_budget_s=1500.0, val_pairs=200, threads=1),
     # Sized for the test suite: a real but short run (top 4 layers, higher learning rate), enough to beat zero-shot.
     "ci": VerifierConfig(pairs=PairConfig(per_type=(300, 12, 30)), train_top_layers=4, time_budget_s=150.0,
-                         max_pairs=320, learning_rate=3e-4, val_pairs=60, threads=1),
+                         max_pairs=320, learning_rate=3e-4, val_pairs=60, threads=1, oversample=()),
     # One GPU: a larger base of the same family (same tokenizer and YES/NO tokens), all layers, many more pairs.
     "gpu": VerifierConfig(base_model="HuggingFaceTB/SmolLM2-1.7B-Instruct",
                           pairs=PairConfig(per_type=(6000, 100, 200)), time_budget_s=1800.0, max_pairs=120000,
@@ -705,7 +707,11 @@ def _train(cfg: VerifierConfig, out_dir: Path, progress: bool) -> dict:
     yes_id, no_id = answer_ids(tokenizer)
     yes_ids, no_ids = yes_no_ids(tokenizer)
 
-    train_pairs = list(splits["train"])
+    copies = dict(cfg.oversample)
+    unknown = set(copies) - set(PAIR_TYPES)
+    if unknown:
+        raise ValueError(f"oversample names unknown pair types {sorted(unknown)}; valid: {', '.join(PAIR_TYPES)}")
+    train_pairs = [p for p in splits["train"] for _ in range(copies.get(p.kind, 1))]
     rng.shuffle(train_pairs)
     train_pairs = (train_pairs * math.ceil(cfg.max_pairs / max(1, len(train_pairs))))[:cfg.max_pairs]
     n_yes = sum(p.label for p in train_pairs)
