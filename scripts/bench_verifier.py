@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-test", type=int, default=None, help="score only the first N test pairs")
     parser.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot LLM baseline (slowest part)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads for scoring (1 is much faster on a machine shared with other jobs)")
+                        help="torch intra-op threads (1 is much faster on a machine shared with other jobs)")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
