@@ -597,10 +597,16 @@ class RewardDesignParams(config.StageParams, RewardSettings):
     max_new_tokens: int
     temperature: float
     n_gold_pairs: int
+    verifier_preset: str | None
+    verifier_test_pairs: int
 
     def check(self) -> None:
         self.check_rewards()
         models.check_model_name(self.policy_model, "causal_lm")
+        if self.verifier_preset is not None:
+            from medix_lib import verifier
+
+            verifier.preset(self.verifier_preset)  # an unknown preset fails here, listing the valid ones
         if self.n_prompts < 1 or self.completions_per_prompt < 1:
             raise config.ParamsError("parameters 'n_prompts' and 'completions_per_prompt' must be >= 1")
         if self.n_gold_pairs < 4:

@@ -15,6 +15,10 @@ TINY = [
     "02.n_prompts=3", "02.completions_per_prompt=2", "02.max_new_tokens=16",
     "03.max_steps=2", "03.max_train_rows=8", "03.max_completion_length=12",
     "04.max_eval_rows=4", "04.max_new_tokens=16", "04.n_bootstrap=200",
+    # The zero-shot judge keeps this test fast; tests/test_verifier.py trains and routes the verifier.
+    "02.verifier_preset=null",
+    *[f"{stage}.{key}" for stage in ("02", "03", "04")
+      for key in ("judge_model=smollm2-135m-instruct", "judge_threshold=0.5")],
 ]
 
 
