@@ -36,9 +36,12 @@ def save_figure(fig, figures_dir: str | Path, name: str) -> list[Path]:
 
 
 def mechanics_note(ax, text: str = "mechanics-only: tiny offline models, not a quality result") -> None:
-    """Stamp a figure whose numbers come from toy offline models, so nobody mistakes it for a finding."""
-    ax.text(0.99, 0.01, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.4",
-            style="italic")
+    """Stamp a figure whose numbers come from toy offline models, so nobody mistakes it for a finding.
+
+    Written below the axes (the saved bounding box grows to fit it), where it cannot hide a curve or a bar.
+    """
+    ax.annotate(text, xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, -34), textcoords="offset points",
+                ha="right", va="top", fontsize=8, color="0.4", style="italic")
 
 
 def reward_distributions(scores: dict[str, list[float | None]], title: str):
