@@ -44,6 +44,17 @@ def mechanics_note(ax, text: str = "mechanics-only: tiny offline models, not a q
                 ha="right", va="top", fontsize=8, color="0.4", style="italic")
 
 
+def _roc_axes(ax, title: str | None = None, **legend) -> None:
+    """Common frame of every ROC panel: rates on both axes, the legend out of the curves' way."""
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="lower right", **{"fontsize": 7.5, **legend})
+
+
 def reward_distributions(scores: dict[str, list[float | None]], title: str):
     """One histogram per reward component (None = judge failure, counted in the panel title)."""
     names = list(scores)
@@ -125,9 +136,7 @@ def semantic_calibration(similarities: list[float], labels: list[bool], threshol
     hist.set_xlabel("cosine(answer, reference)")
     hist.set_ylabel("pairs")
     hist.legend(fontsize=7.5)
-    roc.set_xlabel("false positive rate")
-    roc.set_ylabel("true positive rate")
-    roc.legend(loc="lower right", fontsize=7.5)
+    _roc_axes(roc)
     fig.suptitle(title)
     if mechanics_only:
         mechanics_note(roc)
@@ -234,12 +243,7 @@ def judge_meta_evaluation(results: dict[str, dict], title: str, mechanics_only: 
         if r.get("roc"):
             roc_ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color=PALETTE[i], lw=2,
                         label=f"{name}: AUC {r['auc']:.2f}, κ {r['cohen_kappa']:.2f}")
-    roc_ax.set_xlabel("false positive rate")
-    roc_ax.set_ylabel("true positive rate")
-    roc_ax.set_xlim(0, 1)
-    roc_ax.set_ylim(0, 1.01)
-    roc_ax.set_title("ROC of P(YES)")
-    roc_ax.legend(loc="lower right", fontsize=8)
+    _roc_axes(roc_ax, "ROC of P(YES)", fontsize=8)
     fig.suptitle(title)
     if mechanics_only:
         mechanics_note(roc_ax)
@@ -263,12 +267,7 @@ def verifier_roc(result: dict, title: str):
                 label=f"{name}: AUC {m['auc']:.2f} (clinical {m['clinical_auc']:.2f})")
         said = np.array(m["scores"]["test"]) >= m["threshold"]
         ax.plot([said[~labels].mean()], [said[labels].mean()], marker="o", ms=7, color=colors[name], mec="black")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=7.5, title="dot: threshold from validation", title_fontsize=7.5)
+    _roc_axes(ax, title, title="dot: threshold from validation", title_fontsize=7.5)
     fig.tight_layout()
     return fig
 
