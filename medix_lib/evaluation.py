@@ -11,7 +11,7 @@ import numpy as np
 
 from medix_lib import config, models
 from medix_lib.contract import OutputContract
-from medix_lib.judge import Judge, JudgeItem
+from medix_lib.judge import EVAL_TEMPLATE, Judge, JudgeItem, machine_cache_path
 
 
 @dataclass
@@ -42,6 +42,11 @@ class EvalParams(config.StageParams):
 
     def contract(self) -> OutputContract:
         return OutputContract(self.reasoning_tag, self.answer_tag)
+
+    def make_judge(self) -> Judge:
+        return Judge(backend=self.judge_backend, model=self.judge_model, template=EVAL_TEMPLATE,
+                     threshold=self.judge_threshold, show_question=self.judge_show_question,
+                     cache_path=machine_cache_path())
 
 
 def final_answer(text: str, contract: OutputContract) -> str:

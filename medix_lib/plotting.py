@@ -44,14 +44,15 @@ def mechanics_note(ax, text: str = "mechanics-only: tiny offline models, not a q
                 ha="right", va="top", fontsize=8, color="0.4", style="italic")
 
 
-def _roc_axes(ax, title: str | None = None, **legend) -> None:
-    """Common frame of every ROC panel: rates on both axes, the legend out of the curves' way."""
+def _roc_axes(ax, heading: str | None = None, **legend) -> None:
+    """Common frame of every ROC panel: rates on both axes, the legend out of the curves' way (``legend`` are
+    ``Axes.legend`` options, its ``title`` included)."""
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
-    if title:
-        ax.set_title(title)
+    if heading:
+        ax.set_title(heading)
     ax.legend(loc="lower right", **{"fontsize": 7.5, **legend})
 
 

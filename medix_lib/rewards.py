@@ -38,7 +38,7 @@ from typing import Callable, Literal
 
 from medix_lib import config, models
 from medix_lib.contract import OutputContract, ParsedCompletion, completion_text
-from medix_lib.judge import Judge, JudgeItem, looks_like_injection, normalise
+from medix_lib.judge import REWARD_TEMPLATE, Judge, JudgeItem, looks_like_injection, machine_cache_path, normalise
 
 MEDIX_WEIGHTS: dict[str, float] = {"accuracy": 0.5175, "semantic": 0.3375, "modality": 0.045, "format": 0.10}
 COMPONENTS: tuple[str, ...] = tuple(MEDIX_WEIGHTS)
@@ -536,12 +536,10 @@ class RewardSettings:
     def contract(self) -> OutputContract:
         return OutputContract(self.reasoning_tag, self.answer_tag)
 
-    def make_judge(self, template: str = "reward-v1") -> Judge:
-        # One verdict cache per machine: keyed by backend, model, prompt hash and item, so sharing it is safe and a
-        # re-run (or a resumed evaluation) asks the judge only what it has not answered yet.
+    def make_judge(self, template: str = REWARD_TEMPLATE) -> Judge:
         return Judge(backend=self.judge_backend, model=self.judge_model, template=template,
                      threshold=self.judge_threshold, show_question=self.judge_show_question,
-                     cache_path=str(models.cache_dir() / "judge_cache.sqlite"))
+                     cache_path=machine_cache_path())
 
     def make(self, name: str):
         """One reward function of the registry, configured by these settings."""

@@ -29,11 +29,13 @@ from pathlib import Path
 
 from medix_lib import data, judge, models
 
-PAIRS_VERSION = "pairs-v1"  # bump when pair generation changes: it is part of every cached verifier's key
+PAIRS_VERSION = "pairs-v2"  # bump when pair generation changes: it is part of every cached verifier's key
 SPLITS = ("train", "validation", "test")
 YES_TYPES = ("synonym", "synonym-synonym", "paraphrase")
 NO_TYPES = ("sibling", "parent-child", "random", "laterality", "negation", "contrast")
-MIXED_TYPES = ("negation-asym",)  # the known weak spot: both classes, reported on its own
+# Both classes, reported on their own: asymmetric negation (the known weak spot) and answers given as a sentence,
+# a hedge or filler (what a policy actually writes; v1 verifiers said YES to any long text).
+MIXED_TYPES = ("negation-asym", "verbose")
 PAIR_TYPES = YES_TYPES + NO_TYPES + MIXED_TYPES
 PHENOTYPIC_ABNORMALITY = "HP:0000118"
 
@@ -123,7 +125,9 @@ class Concept:
     parents: tuple[str, ...]
 
 
-_MAX_WORDS = 8  # answers in the data are short; long ICD titles teach the verifier nothing it will be asked
+# Long enough that the verifier meets long answers in training (with titles of at most 8 words it learned "long text
+# = YES"); longer ICD titles are mostly enumerations that no answer would be compared with.
+_MAX_WORDS = 16
 _ICD_VAGUE = re.compile(r"\b(other|unspecified|not elsewhere classified|NEC|and|or|without|with)\b", re.I)
 
 
@@ -183,6 +187,42 @@ _PAIRED_ORGANS = re.compile(r"\b(kidney|renal|lung|pulmonary|eye|ocular|ear|hand
 _NEG_PREFIX = ("no {x}", "without {x}", "negative for {x}", "absence of {x}", "no evidence of {x}")
 _NEG_SUFFIX = ("{x} absent", "{x} not present", "{x} ruled out", "{x} not seen")
 _AFFIRMED = ("{x}", "{x} present", "evidence of {x}", "positive for {x}", "{x} seen")
+
+
+# Answers as a policy writes them. Each split draws from its own share of these phrasings (``_split_share``), so the
+# held-out pairs also test carriers and fillers the verifier never saw.
+_CARRIERS = ("The most likely diagnosis is {x}.", "Findings are consistent with {x}.", "This is {x}.",
+             "The answer is {x}.", "The image shows {x}.", "Diagnosis: {x}.", "The patient has {x}.",
+             "These features indicate {x}.", "Most consistent with {x}.", "I think it is {x}.",
+             "The final answer is {x}.", "{x} is the best answer.", "This presentation suggests {x}.",
+             "The correct answer is {x}.", "Overall, {x}.", "It is {x}.", "Findings represent {x}.",
+             "The abnormality is {x}.")
+_HEDGES = ("It could be {x}, {y} or {z}.", "Either {x} or {y}.", "{x} or {y}, possibly {z}.",
+           "Differential diagnosis: {x}, {y}, {z}.", "Possibly {x}, but {y} cannot be excluded.",
+           "Consider {x} versus {y}.", "{x}, {y} and {z} are all possible.", "Likely {y} rather than {x}.")
+_FILLERS = ("Recall the relevant medical knowledge and reason step by step before answering.",
+            "Let me think about the anatomy, the imaging findings and the differential diagnosis.",
+            "I cannot determine the answer from the information given.",
+            "Further workup is needed to establish the diagnosis.",
+            "The answer depends on the clinical context and the patient's history.",
+            "Consult a qualified physician for an accurate diagnosis.",
+            "Based on the findings described, the most likely answer follows from the history.",
+            "There are several possibilities to consider here.", "Unknown.", "Not enough information.",
+            "The image quality is insufficient to answer.", "A careful review of the findings is required.",
+            "Please provide more details about the patient.", "First, identify the modality and the region.",
+            "This requires correlation with laboratory results.", "I am not sure.")
+
+
+def _split_share(pool: tuple[str, ...], split: str) -> tuple[str, ...]:
+    """This split's share of a phrasing pool: every 5th phrasing (offset 1) is validation's, every 5th (offset 3) is
+    test's, the rest are train's. Never empty for pools of 4 or more.
+
+    >>> _split_share(tuple("abcdefghij"), "test")
+    ('d', 'i')
+    """
+    offset = {"validation": 1, "test": 3}.get(split)
+    return tuple(p for i, p in enumerate(pool) if (i % 5 == offset if offset is not None
+                                                   else i % 5 not in (1, 3)))
 
 
 def lower_first(text: str) -> str:
@@ -308,8 +348,9 @@ def _source(ids) -> str:
     return "+".join(kinds)
 
 
-def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rng: random.Random) -> list[Pair]:
-    """Up to ``n`` pairs of every type from the concepts of one split only."""
+def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rng: random.Random,
+                     split: str) -> list[Pair]:
+    """Up to ``n`` pairs of every type from the concepts (and the share of answer phrasings) of one split only."""
     ids = sorted(pool)
     children = defaultdict(list)
     for c in pool.values():
@@ -395,8 +436,23 @@ def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rn
             other = sibling_of(cid)
             if other:
                 return negated(x), negated(form(other)), False, (cid, other)
+        if kind == "verbose":
+            cid = rng.choice(ids)
+            roll = rng.random()
+            if roll < 0.45:  # the right answer inside a sentence
+                return form(cid), rng.choice(carriers).format(x=form(cid)), True, (cid,)
+            if roll < 0.7:  # a wrong answer inside a sentence: a sibling where there is one
+                other = sibling_of(cid) or rng.choice(ids)
+                return form(cid), rng.choice(carriers).format(x=form(other)), False, (cid, other)
+            if roll < 0.85:  # a hedge that names the right answer among others is not an answer
+                y, z = rng.sample(ids, 2)
+                names_ = [form(cid), form(y), form(z)]
+                rng.shuffle(names_)
+                return form(cid), rng.choice(hedges).format(x=names_[0], y=names_[1], z=names_[2]), False, (cid, y, z)
+            return form(cid), rng.choice(fillers), False, (cid,)
         return None
 
+    carriers, hedges, fillers = (_split_share(p, split) for p in (_CARRIERS, _HEDGES, _FILLERS))
     pairs, seen = [], set()
     for kind in PAIR_TYPES:
         made, attempts = 0, 0
@@ -412,7 +468,7 @@ def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rn
             if not key[0] or not key[1] or key[0] == key[1] or key in seen or key[::-1] in seen:
                 continue  # identical texts short-circuit in the judge: nothing to learn
             seen.add(key)
-            if rng.random() < 0.5:
+            if kind != "verbose" and rng.random() < 0.5:  # a sentence-long answer is the prediction, not the reference
                 a, b = b, a
             pairs.append(Pair(a, b, label, kind, tuple(cids), _source(cids)))
             made += 1
@@ -432,7 +488,7 @@ def build_pairs(cfg: PairConfig = PairConfig()) -> dict[str, list[Pair]]:
     for i, split in enumerate(SPLITS):
         sub = {cid: c for cid, c in pool.items() if split_of[cid] == split}
         # Parent ids stay as they are (a parent in another split only groups siblings, it never appears as text).
-        out[split] = _pairs_for_split(sub, names, cfg.per_type[i], random.Random(f"{cfg.seed}:{split}"))
+        out[split] = _pairs_for_split(sub, names, cfg.per_type[i], random.Random(f"{cfg.seed}:{split}"), split)
     check_disjoint(out)
     return out
 
@@ -501,64 +557,12 @@ def prompt_ids(tokenizer, item: judge.JudgeItem, template: str, show_question: b
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def last_logits(model, batch: list[list[int]]):
-    """Next-token logits after each sequence, (B, vocab).
-
-    The judge prompt is ~120 tokens of which ~80 (system prompt, instructions) are shared by every item, so the
-    shared prefix runs once per batch and its key/value cache is broadcast: 2-3x less compute for training and
-    scoring, same numbers as running each sequence in full (checked in the tests).
-    """
-    import torch
-
-    device = model.device
-    prefix = 0
-    shortest = min(len(s) for s in batch)
-    while prefix < shortest - 1 and all(s[prefix] == batch[0][prefix] for s in batch):
-        prefix += 1
-    width = max(len(s) - prefix for s in batch)
-    suffix = torch.full((len(batch), width), 0, dtype=torch.long, device=device)
-    mask = torch.zeros((len(batch), prefix + width), dtype=torch.long, device=device)
-    mask[:, :prefix] = 1
-    for i, s in enumerate(batch):
-        suffix[i, :len(s) - prefix] = torch.tensor(s[prefix:], device=device)
-        mask[i, prefix:len(s)] = 1
-    # transformers 5.24 renamed past_key_values to cache; the GPU environment pins an older 5.x
-    cache_arg = "cache" if "cache" in inspect.signature(model.model.forward).parameters else "past_key_values"
-    cache = None
-    if prefix:
-        head = model.model(input_ids=torch.tensor([batch[0][:prefix]], device=device), use_cache=True)
-        cache = getattr(head, cache_arg)
-        for layer in cache.layers:
-            layer.keys = layer.keys.expand(len(batch), -1, -1, -1)
-            layer.values = layer.values.expand(len(batch), -1, -1, -1)
-    positions = torch.arange(prefix, prefix + width, device=device).expand(len(batch), -1)
-    hidden = model.model(input_ids=suffix, attention_mask=mask, position_ids=positions, use_cache=cache is not None,
-                         **{cache_arg: cache}).last_hidden_state
-    last = torch.tensor([len(s) - prefix - 1 for s in batch], device=device)
-    return model.lm_head(hidden[torch.arange(len(batch), device=device), last])
-
-
-def score(model_name: str, items: list[judge.JudgeItem], template: str = "reward-v1", batch_size: int = 32,
+def score(model_name: str, items: list[judge.JudgeItem], template: str = judge.REWARD_TEMPLATE, batch_size: int = 32,
           progress: bool = False, device: str = "auto") -> list[float]:
-    """P(YES) per item by the transformers backend's rule (logsumexp of YES forms vs NO forms), batched with the
-    shared-prefix forward. ``model_name`` is anything ``models.load_causal_lm`` takes (alias, path, hub id)."""
-    import torch
-    from tqdm.auto import tqdm
-
-    tokenizer = models.load_tokenizer(model_name)
-    model = models.load_causal_lm(model_name, device)
-    yes_ids, no_ids = yes_no_ids(tokenizer)
-    seqs = [prompt_ids(tokenizer, it, template) for it in items]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    out = [0.0] * len(seqs)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    for batch in tqdm(batches, desc=f"score {Path(model_name).name}", disable=not progress, leave=False):
-        with torch.inference_mode():
-            logits = last_logits(model, [seqs[i] for i in batch]).float()
-        diff = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)
-        for i, p in zip(batch, torch.sigmoid(diff).tolist()):
-            out[i] = p
-    return out
+    """P(YES) per item from the transformers judge backend (no rules, no cache): what the rewards see.
+    ``model_name`` is anything ``models.load_causal_lm`` takes (alias, path, hub id)."""
+    backend = judge.TransformersJudge(model_name, batch_size=batch_size, device=device)
+    return backend.p_yes([judge.TEMPLATES[template].messages(it, False) for it in items], progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -570,7 +574,8 @@ def score(model_name: str, items: list[judge.JudgeItem], template: str = "reward
 class VerifierConfig:
     base_model: str = "smollm2-135m-instruct"
     pairs: PairConfig = field(default_factory=PairConfig)
-    templates: tuple[str, ...] = ("reward-v1", "eval-v1")  # one drawn per training pair: both judge prompts work
+    # One drawn per training batch (a batch shares its prompt's prefix): both judge prompts work.
+    templates: tuple[str, ...] = (judge.REWARD_TEMPLATE, judge.EVAL_TEMPLATE)
     time_budget_s: float = 720.0  # wall-clock training budget; training stops at the budget or max_pairs
     max_pairs: int = 12000
     batch_size: int = 8
@@ -607,8 +612,9 @@ PRESETS: dict[str, VerifierConfig] = {
     # frozen lower 20 (a 10-layer truncation trained 1.7x faster but lost the knowledge behind synonyms: clinical
     # AUC 0.52). max_pairs bounds the work so the artifact does not depend on machine load; the time budget is a
     # safety cap for very busy machines.
-    "smoke": VerifierConfig(pairs=PairConfig(per_type=(1500, 20, 30)), train_top_layers=10, max_pairs=2400,
-                            time_budget_s=1500.0, val_pairs=200, threads=1),
+    "smoke": VerifierConfig(pairs=PairConfig(per_type=(1500, 40, 60)), train_top_layers=10, max_pairs=4000,
+                            time_budget_s=1500.0, val_pairs=440, threads=1,
+                            oversample=(("negation-asym", 3), ("verbose", 2))),
     # Sized for the test suite: a real but short run (top 4 layers, higher learning rate), enough to beat zero-shot.
     "ci": VerifierConfig(pairs=PairConfig(per_type=(300, 12, 30)), train_top_layers=4, time_budget_s=150.0,
                          max_pairs=320, learning_rate=3e-4, val_pairs=60, threads=1, oversample=()),
@@ -724,11 +730,16 @@ def _train(cfg: VerifierConfig, out_dir: Path, progress: bool) -> dict:
         if time.perf_counter() - start > cfg.time_budget_s:
             break
         batch = train_pairs[i:i + cfg.batch_size]
-        seqs = [prompt_ids(tokenizer, p.item(), rng.choice(cfg.templates)) for p in batch]
+        template = rng.choice(cfg.templates)
+        seqs = [prompt_ids(tokenizer, p.item(), template) for p in batch]
+        shared = judge.TransformersJudge._shared_prefix(seqs)
         target = torch.tensor([yes_id if p.label else no_id for p in batch], device=device)
         label = torch.tensor([float(p.label) for p in batch], device=device)
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = last_logits(model, seqs).float()
+            # the prefix runs through the layers being trained, so it is recomputed (with gradients) every batch
+            logits = judge.next_token_logits(model, [q[shared:] for q in seqs], shared,
+                                             judge.prefix_cache(model, seqs[0][:shared]),
+                                             tokenizer.pad_token_id or 0).float()
         # The judge reads only the YES-vs-NO margin, so that is the main loss (cross-entropy over the answer
         # tokens); a little full-vocabulary cross-entropy keeps "Yes"/"No" the generated reply for text backends.
         margin = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)
@@ -843,22 +854,21 @@ def reliability(labels: list[bool], scores: list[float], bins: int = 10) -> dict
 
 
 def judging_speed(model_name: str, items: list[judge.JudgeItem], batch_size: int = 32) -> dict:
-    """Pairs/s of the judge backend as the rewards call it, and of this module's shared-prefix scorer."""
-    models.load_causal_lm(model_name, "auto")  # loading is not judging
-    backend = judge.TransformersJudge(model_name, batch_size=batch_size)
-    t = time.perf_counter()
-    backend.p_yes([judge.TEMPLATES["reward-v1"].messages(it, False) for it in items])
-    backend_s = time.perf_counter() - t
+    """Pairs/s of the transformers judge backend as the accuracy reward calls it (model already loaded: loading is
+    not judging), on distinct pairs: no two share a reference, the least favourable case for its prefix cache."""
+    import torch
+
+    models.load_causal_lm(model_name, "auto")
     t = time.perf_counter()
     score(model_name, items, batch_size=batch_size)
-    prefix_s = time.perf_counter() - t
-    return {"n": len(items), "batch_size": batch_size, "backend_pairs_per_s": round(len(items) / backend_s, 2),
-            "shared_prefix_pairs_per_s": round(len(items) / prefix_s, 2)}
+    seconds = time.perf_counter() - t
+    return {"n": len(items), "batch_size": batch_size, "pairs_per_s": round(len(items) / seconds, 2),
+            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
 
 
 def meta_evaluation(cfg: VerifierConfig | str = "smoke", zero_shot: str | None = "smollm2-135m-instruct",
-                    embedder: str | None = "minilm-l6-v2", template: str = "reward-v1", max_test: int | None = None,
-                    speed_pairs: int = 64, progress: bool = True) -> dict:
+                    embedder: str | None = "minilm-l6-v2", template: str = judge.REWARD_TEMPLATE, max_test: int | None = None,
+                    speed_pairs: int = 256, progress: bool = True) -> dict:
     """Score held-out concept-disjoint test pairs (and the hand-written clinical pairs) with the trained verifier, the
     zero-shot LLM judge and embedding cosine; thresholds are chosen on the validation split, never on test.
 
@@ -906,14 +916,14 @@ def meta_evaluation(cfg: VerifierConfig | str = "smoke", zero_shot: str | None =
             "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
             "scores": {k: v for k, v in s.items()},
         }
-    speed_items = [p.item() for p in (test * 2)[:speed_pairs]]
+    speed_items = [p.item() for p in splits["test"][:speed_pairs]]
     speed = judging_speed(str(path), speed_items) if speed_pairs else None
     v = methods["trained verifier"]
     targets = {
         "held-out AUC >= 0.95": v["auc"] is not None and v["auc"] >= 0.95,
         "each pair type AUC >= 0.85": all(a is not None and a >= 0.85 for a in v["per_type_auc"].values()),
         "training <= 15 CPU-min": rec["train_seconds"] <= 900,
-        "judging >= 50 pairs/s": bool(speed) and speed["backend_pairs_per_s"] >= 50,
+        "judging >= 50 pairs/s": bool(speed) and speed["pairs_per_s"] >= 50,
     }
     return {"methods": methods, "pair_counts": pair_counts({"test": test, "validation": val, "clinical": clinical}),
             "record": rec, "speed": speed, "targets": targets, "template": template,

@@ -28,7 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout without `make install`
 
 from medix_lib import data, models  # noqa: E402
-from medix_lib.judge import TEMPLATES, Judge, JudgeItem  # noqa: E402
+from medix_lib.judge import REWARD_TEMPLATE, TEMPLATES, Judge, JudgeItem  # noqa: E402
 
 
 def grpo_batch(n_prompts: int, n_completions: int, seed: int) -> list[JudgeItem]:
@@ -53,7 +53,7 @@ def release_serial(items: list[JudgeItem], model_name: str) -> tuple[float, list
     from tqdm.auto import tqdm
 
     tokenizer, model = models.load_tokenizer(model_name), models.load_causal_lm(model_name, "cpu")
-    template = TEMPLATES["reward-v1"]
+    template = TEMPLATES[REWARD_TEMPLATE]
     labels = []
     start = time.perf_counter()
     for item in tqdm(items, desc="release (serial)", leave=False):
@@ -72,7 +72,7 @@ def release_http_serial(items: list[JudgeItem], url: str) -> float:
     """The release over HTTP: one blocking request per item (keep-alive connection), one at a time."""
     import httpx
 
-    template = TEMPLATES["reward-v1"]
+    template = TEMPLATES[REWARD_TEMPLATE]
     start = time.perf_counter()
     with httpx.Client(base_url=url + "/") as client:
         for item in items:

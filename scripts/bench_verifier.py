@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="smoke", choices=list(verifier.PRESETS))
     parser.add_argument("--out", default=None, help="folder for meta_evaluation.json and figures "
                                                     "(default outputs/verifier/<preset>)")
-    parser.add_argument("--template", default="reward-v1", choices=["reward-v1", "eval-v1"])
+    parser.add_argument("--template", default="reward-v2", choices=["reward-v2", "eval-v2"])
     parser.add_argument("--max-test", type=int, default=None, help="score only the first N test pairs")
     parser.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot LLM baseline (slowest part)")
     parser.add_argument("--threads", type=int, default=None,
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation-chosen threshold {v['threshold']:.3f}: test accuracy {v['test_accuracy']:.3f}, "
           f"balanced {v['test_balanced_accuracy']:.3f}")
     print(f"asymmetric negation AUC {v['per_type_auc']['negation-asym']:.3f}; clinical AUC {v['clinical_auc']:.3f}")
-    print(f"judging: backend {speed['backend_pairs_per_s']} pairs/s, shared-prefix scorer "
-          f"{speed['shared_prefix_pairs_per_s']} pairs/s (batch {speed['batch_size']}, n={speed['n']})")
+    print(f"judging: {speed['pairs_per_s']} distinct pairs/s through the transformers backend "
+          f"(batch {speed['batch_size']}, n={speed['n']}, {speed['torch_threads']} threads on {speed['cpu_count']} cores)")
     for target, met in result["targets"].items():
         print(f"  [{'x' if met else ' '}] {target}")
     print(f"written to {out}")

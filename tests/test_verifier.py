@@ -1,5 +1,5 @@
-"""The trained answer verifier: gold pairs split by concept, the shared-prefix scorer equals the judge backend, the
-cached artifact is reused, and a real CI-sized training run beats the zero-shot judge."""
+"""The trained answer verifier: gold pairs split by concept, training scores pairs exactly as the judge backend does,
+the cached artifact is reused, and a real CI-sized training run beats the zero-shot judge."""
 
 import json
 
@@ -30,6 +30,20 @@ def test_split_is_concept_disjoint_and_covers_every_pair_type(pairs):
     test_texts = {J.normalise(t) for p in pairs["test"] if p.kind in V.YES_TYPES for t in (p.reference,
                                                                                             p.prediction)}
     assert not train_texts & test_texts
+
+
+def test_answer_phrasings_are_split_like_concepts(pairs):
+    """Fillers and sentence carriers of the held-out pairs are never seen in training either."""
+    def fillers(split):
+        return {p.prediction for p in pairs[split] if p.kind == "verbose" and p.prediction in V._FILLERS}
+
+    assert fillers("train") and fillers("test") and not fillers("train") & fillers("test")
+    import re
+
+    test_carriers = [re.compile(re.escape(c).replace(re.escape("{x}"), ".+")) for c in V._split_share(V._CARRIERS,
+                                                                                                     "test")]
+    sentences = [p for p in pairs["test"] if p.kind == "verbose" and p.label]
+    assert sentences and all(any(c.fullmatch(p.prediction) for c in test_carriers) for p in sentences)
 
 
 def test_pairs_are_deterministic_and_never_trivially_equal(pairs):
@@ -79,12 +93,21 @@ def test_alias_resolves_through_models_to_the_cached_verifier(monkeypatch, tmp_p
 
 
 @pytest.mark.slow
-def test_shared_prefix_scorer_equals_the_judge_backend():
+def test_training_forward_scores_like_the_judge_backend():
+    """Training runs each batch's shared prefix with gradients and no copy; the backend reuses one prefix cache for
+    a whole call. Both must give the same P(YES), or the verifier would be trained on a different function."""
+    import torch
+
     items = [p.item() for p in V.clinical_pairs()[:6]]
-    ours = V.score("smollm2-135m-instruct", items, batch_size=3)
-    backend = J.TransformersJudge("smollm2-135m-instruct", batch_size=6)
-    theirs = backend.p_yes([J.TEMPLATES["reward-v1"].messages(it, False) for it in items])
-    assert ours == pytest.approx(theirs, abs=1e-4)
+    tokenizer = models.load_tokenizer("smollm2-135m-instruct")
+    model = models.load_causal_lm("smollm2-135m-instruct", "cpu")
+    seqs = [V.prompt_ids(tokenizer, it, J.REWARD_TEMPLATE) for it in items]
+    shared = J.TransformersJudge._shared_prefix(seqs)
+    logits = J.next_token_logits(model, [q[shared:] for q in seqs], shared, J.prefix_cache(model, seqs[0][:shared]),
+                                 tokenizer.pad_token_id).float()
+    yes_ids, no_ids = V.yes_no_ids(tokenizer)
+    ours = torch.sigmoid(torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)).tolist()
+    assert ours == pytest.approx(V.score("smollm2-135m-instruct", items, batch_size=4), abs=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +130,11 @@ def test_cache_hit_skips_training(ci_verifier, monkeypatch):
 def test_trained_verifier_beats_zero_shot_through_the_judge(ci_verifier, pairs):
     fixed = pairs["validation"][:60]
     labels = [p.label for p in fixed]
-    verdicts = J.Judge(model=str(ci_verifier), template="reward-v1")([p.item() for p in fixed])
+    verdicts = J.Judge(model=str(ci_verifier), template=J.REWARD_TEMPLATE)([p.item() for p in fixed])
     assert all(v.error is None for v in verdicts)
     trained = V._auc(labels, [v.p_yes for v in verdicts])
     zero_shot = V._auc(labels, V.score("smollm2-135m-instruct", [p.item() for p in fixed]))
     assert trained > zero_shot + 0.05, (trained, zero_shot)
     # The eval template is trained too, and scored by the same rule.
-    eval_auc = V._auc(labels, V.score(str(ci_verifier), [p.item() for p in fixed], template="eval-v1"))
+    eval_auc = V._auc(labels, V.score(str(ci_verifier), [p.item() for p in fixed], template=J.EVAL_TEMPLATE))
     assert eval_auc > zero_shot, (eval_auc, zero_shot)
