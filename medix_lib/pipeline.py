@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from medix_lib import config
+from medix_lib import config, models
 
 RECORDED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
                      "papermill", "unsloth", "vllm")
@@ -126,6 +126,12 @@ def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Train what the stages need before the first notebook starts: here its progress goes to the terminal, not as
+    # thousands of progress lines into a rendered notebook, and a failure names the model, not a cell.
+    for alias in sorted({value for run in runs for value in run.params.to_dict().values()
+                         if isinstance(value, str) and models.trained_on_first_use(value)}):
+        print(f"preparing {alias}: trained once per machine (~15 min on 2 cores), then a cache hit", flush=True)
+        models.resolve_path(alias)
     records = []
     for i, run in enumerate(runs, 1):
         print(f"[{i}/{len(runs)}] {run.stage} [{run.variant}] -> {run.output_dir}", flush=True)

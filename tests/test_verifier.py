@@ -2,6 +2,7 @@
 the cached artifact is reused, and a real CI-sized training run beats the zero-shot judge."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,19 @@ def test_answer_phrasings_are_split_like_concepts(pairs):
     assert sentences and all(any(c.fullmatch(p.prediction) for c in test_carriers) for p in sentences)
 
 
+def test_casing_carries_no_label(pairs):
+    """Ontology titles are capitalised and rewrites are not: trained on raw casing, a verifier learned "both texts
+    capitalised = YES" (P(YES) 0.9 on random HPO pairs)."""
+    train = pairs["train"]
+    base_rate = sum(p.label for p in train) / len(train)
+    for ref_upper in (True, False):
+        for pred_upper in (True, False):
+            cell = [p for p in train if p.reference[:1].isupper() == ref_upper and
+                    p.prediction[:1].isupper() == pred_upper]
+            assert len(cell) > len(train) / 8
+            assert abs(sum(p.label for p in cell) / len(cell) - base_rate) < 0.05, (ref_upper, pred_upper)
+
+
 def test_pairs_are_deterministic_and_never_trivially_equal(pairs):
     again = V.build_pairs(V.PRESETS["ci"].pairs)
     assert again == pairs
@@ -73,6 +87,8 @@ def test_unknown_preset_and_bad_layer_counts_name_the_problem():
                 self.model.layers = nn.ModuleList([nn.Linear(1, 1)] * 3)
 
         V.truncate(Fake(), 99)
+    with pytest.raises(ValueError, match="lr_schedule='cosine'; valid: linear, constant"):
+        V.train(V.VerifierConfig(lr_schedule="cosine"), Path("unused"))
 
 
 def test_cache_key_changes_with_data_training_and_base():
