@@ -644,9 +644,10 @@ PRESETS: dict[str, VerifierConfig] = {
     "smoke": VerifierConfig(pairs=PairConfig(per_type=(1500, 40, 60)), train_top_layers=10, max_pairs=8000,
                             batch_size=16, learning_rate=3e-4, time_budget_s=1500.0, val_pairs=440,
                             oversample=(("negation-asym", 3), ("verbose", 2), ("sibling", 2))),
-    # Sized for the test suite: a real but short run (top 4 layers, higher learning rate), enough to beat zero-shot.
-    "ci": VerifierConfig(pairs=PairConfig(per_type=(300, 12, 30)), train_top_layers=4, time_budget_s=150.0,
-                         max_pairs=320, learning_rate=3e-4, val_pairs=60, threads=1, oversample=()),
+    # Sized for the test suite: a real but short run (~3 min on 2 cores), enough to beat zero-shot by a clear margin
+    # (validation AUC 0.75 vs 0.64 on its 132 validation pairs).
+    "ci": VerifierConfig(pairs=PairConfig(per_type=(300, 12, 30)), train_top_layers=10, time_budget_s=300.0,
+                         max_pairs=1600, batch_size=16, learning_rate=3e-4, val_pairs=132, oversample=()),
     # One GPU: a larger base of the same family (same tokenizer and YES/NO tokens), all layers, many more pairs.
     "gpu": VerifierConfig(base_model="HuggingFaceTB/SmolLM2-1.7B-Instruct",
                           pairs=PairConfig(per_type=(6000, 100, 200)), time_budget_s=1800.0, max_pairs=120000,
