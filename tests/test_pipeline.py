@@ -65,7 +65,9 @@ def test_training_and_evaluation_numbers_are_real(tiny_run):
 
 @pytest.mark.slow
 def test_failing_cell_stops_with_the_notebook_and_cell_named(tiny_run):
-    done = medix("--profile", "smoke", "--only", "04", "--set", "04.candidates={grpo: no/such/adapter}", root=tiny_run)
+    tiny_04 = sum((["--set", s] for s in TINY if s.startswith("04.")), [])  # the zero-shot judge: nothing to train
+    done = medix("--profile", "smoke", "--only", "04", *tiny_04, "--set", "04.candidates={grpo: no/such/adapter}",
+                 root=tiny_run)
     assert done.returncode == 1
     assert "04_evaluate_with_judge [smoke] failed in cell" in done.stderr
     record = json.loads((tiny_run / "04_evaluate_with_judge/smoke/run.json").read_text())
