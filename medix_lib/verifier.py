@@ -398,11 +398,10 @@ def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rn
         forms = _NEG_SUFFIX if suffix else _NEG_PREFIX if suffix is False else _NEG_PREFIX + _NEG_SUFFIX
         return rng.choice(forms).format(x=lower_first(x))
 
-    sib_groups_of = {c: [s for p in pool[c].parents for s in children[p]] for g in sib_groups for c in g}
+    siblings = {c: [s for p in pool[c].parents for s in children[p] if s != c] for c in ids}
 
     def sibling_of(cid: str) -> str | None:
-        sibs = [s for p in pool[cid].parents for s in children[p] if s != cid]
-        return rng.choice(sibs) if sibs else None
+        return rng.choice(siblings[cid]) if siblings[cid] else None
 
     def draw(kind: str) -> tuple[str, str, bool, tuple[str, ...]] | None:
         if kind == "synonym" and with_syn:
@@ -418,8 +417,7 @@ def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rn
         if kind == "sibling" and sib_groups:
             a, b = rng.sample(rng.choice(sib_groups), 2)
             if rng.random() < 0.5:  # the near miss: the sibling whose name shares most words ("2nd toe" vs "5th toe")
-                b = max((s for s in sib_groups_of[a] if s != a), key=lambda s: (word_overlap(pool[a].name,
-                                                                                             pool[s].name), s))
+                b = max(siblings[a], key=lambda s: (word_overlap(pool[a].name, pool[s].name), s))
                 return pool[a].name, pool[b].name, False, (a, b)
             return form(a), form(b), False, (a, b)
         if kind == "parent-child" and edges:
@@ -901,7 +899,8 @@ def judging_speed(model_name: str, items: list[judge.JudgeItem], batch_size: int
 
 
 def meta_evaluation(cfg: VerifierConfig | str = "smoke", zero_shot: str | None = "smollm2-135m-instruct",
-                    embedder: str | None = "minilm-l6-v2", template: str = judge.REWARD_TEMPLATE, max_test: int | None = None,
+                    embedder: str | None = "minilm-l6-v2", template: str = judge.REWARD_TEMPLATE,
+                    max_test: int | None = None,
                     speed_pairs: int = 256, progress: bool = True) -> dict:
     """Score held-out concept-disjoint test pairs (and the hand-written clinical pairs) with the trained verifier, the
     zero-shot LLM judge and embedding cosine; thresholds are chosen on the validation split, never on test.

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
           f"balanced {v['test_balanced_accuracy']:.3f}")
     print(f"asymmetric negation AUC {v['per_type_auc']['negation-asym']:.3f}; clinical AUC {v['clinical_auc']:.3f}")
     print(f"judging: {speed['pairs_per_s']} distinct pairs/s through the transformers backend "
-          f"(batch {speed['batch_size']}, n={speed['n']}, {speed['torch_threads']} threads on {speed['cpu_count']} cores)")
+          f"(batch {speed['batch_size']}, n={speed['n']}, {speed['torch_threads']} threads on "
+          f"{speed['cpu_count']} cores)")
     for target, met in result["targets"].items():
         print(f"  [{'x' if met else ' '}] {target}")
     print(f"written to {out}")
