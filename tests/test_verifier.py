@@ -67,6 +67,23 @@ def test_pairs_are_deterministic_and_never_trivially_equal(pairs):
         assert all(J.normalise(p.reference) != J.normalise(p.prediction) for p in ps)
 
 
+def test_length_batches_cover_every_row_once_and_pad_less_than_random_batches(pairs):
+    import random
+
+    lengths = [len(p.reference) + len(p.prediction) for p in pairs["train"]]
+    batches = V.length_batches(lengths, 16, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert len({len(b) for b in batches[:-1]} - {16}) <= 1  # only a window's last batch may be short
+
+    def padding(bs):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs)
+
+    rows = list(range(len(lengths)))
+    random.Random(0).shuffle(rows)
+    assert padding(batches) < padding([rows[i:i + 16] for i in range(0, len(rows), 16)]) / 3
+    assert V.length_batches(lengths, 16, random.Random(0)) == batches
+
+
 def test_check_disjoint_names_the_crossing_concept():
     bad = {"train": [V.Pair("a", "b", False, "random", ("HP:1", "HP:2"), "hpo")],
            "test": [V.Pair("c", "d", False, "random", ("HP:2",), "hpo")]}
