@@ -1,5 +1,6 @@
-"""Reference-based evaluation: generate answers, extract the final answer, ask the judge, report accuracy with a
-bootstrap confidence interval and the judge's failure rate (failures are retried, never scored as wrong)."""
+"""Reference-based evaluation: generate answers, extract the final answer, screen it with the rewards' answer guards
+(optional), ask the judge, report accuracy with a bootstrap confidence interval and the judge's failure rate
+(failures are retried, never scored as wrong)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 
 from medix_lib import config, models
 from medix_lib.contract import OutputContract
-from medix_lib.judge import EVAL_TEMPLATE, Judge, JudgeItem, machine_cache_path
+from medix_lib.judge import EVAL_TEMPLATE, Judge, JudgeItem, Verdict, machine_cache_path
+from medix_lib.rewards import GUARD_NAMES, screen
 
 
 @dataclass
@@ -30,6 +32,7 @@ class EvalParams(config.StageParams):
     judge_model: str
     judge_threshold: float
     judge_show_question: bool
+    answer_guards: bool
     n_bootstrap: int
 
     def check(self) -> None:
@@ -109,10 +112,21 @@ def generate_answers(cfg: EvalParams, rows, adapter_dir: str | None) -> list[str
 
 
 def judge_answers(cfg: EvalParams, judge: Judge, rows, responses: list[str]) -> list[dict]:
+    """One record per response: the final answer, and the judge's verdict on it, or, with ``answer_guards``, a NO
+    from the guard that refused it (``rule`` names it: ``overlong``, ``candidate_list``, ...) without asking the
+    judge, as the accuracy reward does. A small judge is validated on answers of a few words to a few sentences; a
+    paragraph is outside what its figures say about it."""
     contract = cfg.contract()
     predictions = [final_answer(r, contract) for r in responses]
     items = [JudgeItem(ref, pred, q) for ref, pred, q in zip(rows["answer"], predictions, rows["question"])]
-    verdicts = judge(items, progress=True)
+    refused = [screen(it.prediction, it.reference, it.question) if cfg.answer_guards and it.prediction.strip()
+               else None for it in items]
+    asked = [i for i, guard in enumerate(refused) if guard is None]
+    verdicts: list[Verdict] = [Verdict(label=False, p_yes=None, error=None, cached=False, judge=judge.model,
+                                       prompt_hash=judge.prompt_hash, backend=judge.backend, rule=guard)
+                               for guard in refused]
+    for i, v in zip(asked, judge([items[i] for i in asked], progress=True)):
+        verdicts[i] = v
     failed = [i for i, v in enumerate(verdicts) if v.error is not None]
     if failed:  # one retry of the failures only; what still fails is reported, not scored
         for i, v in zip(failed, judge([items[i] for i in failed])):
@@ -130,6 +144,7 @@ def summarise(records: list[dict], n_boot: int, seed: int) -> dict:
     return {"n": len(records), "accuracy": float(scored.mean()) if len(scored) else float("nan"),
             "ci_low": low, "ci_high": high, "judge_failures": failures,
             "judge_fail_rate": failures / max(1, len(records)),
+            "refused_by_guard": sum(r["rule"] in GUARD_NAMES for r in records),
             "mean_p_yes": float(np.mean([r["p_yes"] for r in records if r["p_yes"] is not None] or [np.nan]))}
 
 

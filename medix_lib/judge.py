@@ -49,7 +49,8 @@ class Verdict:
     judge: str
     prompt_hash: str
     backend: str
-    rule: str | None = None  # set when a rule decided without the model: exact_match | empty | injection
+    rule: str | None = None  # set when a rule decided without the model: exact_match | empty | injection,
+    # or (in evaluation) the answer guard that refused the prediction (rewards.GUARD_NAMES)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -203,6 +203,7 @@ GUARDS: dict[str, Callable[[str, str], bool]] = {
     "refusal": lambda text, question: bool(_REFUSAL.search(text)),
 }
 MAX_ANSWER_WORDS = 32  # answers longer than this and 4x the reference's length are refused as padding
+GUARD_NAMES = frozenset({*GUARDS, "overlong"})  # what :func:`screen` can return
 
 
 def screen(answer: str, reference: str, question: str = "") -> str | None:

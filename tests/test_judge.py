@@ -273,6 +273,25 @@ def test_accuracy_reward_and_evaluator_see_failures(stub):
     assert summary["judge_fail_rate"] == 0.5 and summary["accuracy"] == 1.0
 
 
+@pytest.mark.parametrize("guards", [True, False])
+def test_evaluator_applies_the_answer_guards_before_asking_the_judge(stub, guards):
+    from medix_lib import config, evaluation
+
+    cfg = config.load("04", "smoke", overrides={"answer_guards": guards})
+    ramble = "Heart attack is a medical condition. " * 8  # 48 words against a 2-word reference
+    responses = ["<thinking>.</thinking><answer>heart attack</answer>", f"<answer>{ramble}</answer>",
+                 "<answer>angina or heart attack</answer>"]
+    rows = {"id": ["a", "b", "c"], "question": ["Diagnosis?"] * 3, "answer": ["myocardial infarction"] * 3}
+    judge = http_judge(stub.url)
+    records = evaluation.judge_answers(cfg, judge, rows, responses)
+    if guards:
+        assert [r["rule"] for r in records] == [None, "overlong", "candidate_list"]
+        assert [r["label"] for r in records] == [True, False, False] and judge.last_stats.model_calls == 1
+        assert evaluation.summarise(records, 200, 0)["refused_by_guard"] == 2
+    else:  # the stub says YES to anything mentioning "heart attack": what a lenient judge would do
+        assert [r["label"] for r in records] == [True, True, True] and judge.last_stats.model_calls == 3
+
+
 def test_sync_call_works_inside_a_running_event_loop(stub):
     judge = http_judge(stub.url)
 

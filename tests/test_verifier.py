@@ -34,14 +34,15 @@ def test_split_is_concept_disjoint_and_covers_every_pair_type(pairs):
 
 
 def test_answer_phrasings_are_split_like_concepts(pairs):
-    """Fillers and sentence carriers of the held-out pairs are never seen in training either."""
-    def fillers(split):
-        return {p.prediction for p in pairs[split] if p.kind == "verbose" and p.prediction in V._FILLERS}
-
-    assert fillers("train") and fillers("test") and not fillers("train") & fillers("test")
+    """Fillers, reasoning leads and sentence carriers of the held-out pairs are never seen in training either."""
     import re
 
-    test_carriers = [re.compile(re.escape(c).replace(re.escape("{x}"), ".+"), re.I)
+    verbose = {s: [p.prediction.lower() for p in pairs[s] if p.kind == "verbose"] for s in ("train", "test")}
+    for pool in (V._FILLERS, V._LEADS):
+        used = {s: {f for f in pool if any(f.lower() in t for t in verbose[s])} for s in verbose}
+        for split in verbose:
+            assert used[split] and used[split] <= set(V._split_share(pool, split)), (split, used[split])
+    test_carriers = [re.compile(r"(?:.*\. )?" + re.escape(c).replace(re.escape("{x}"), ".+"), re.I)
                      for c in V._split_share(V._CARRIERS, "test")]
     sentences = [p for p in pairs["test"] if p.kind == "verbose" and p.label]
     assert sentences and all(any(c.fullmatch(p.prediction) for c in test_carriers) for p in sentences)
