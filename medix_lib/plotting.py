@@ -96,7 +96,8 @@ def reward_curves(history: list[dict], components: list[str], title: str, mechan
 
 
 def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: bool):
-    """Judge accuracy per model with its bootstrap interval, and judge failures annotated."""
+    """Judge accuracy per model with its bootstrap interval; judge failures and guard refusals annotated above each
+    bar's interval (inside a bar, a short bar would hide them)."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     names = list(summaries)
     acc = np.array([summaries[n]["accuracy"] for n in names])
@@ -105,8 +106,9 @@ def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: 
     ax.bar(names, acc, yerr=[low, high], capsize=6, color=PALETTE[:len(names)], edgecolor="white")
     for i, name in enumerate(names):
         s = summaries[name]
-        ax.text(i, 0.02, f"n={s['n']}\nfailed={s['judge_failures']}", ha="center", va="bottom", fontsize=8,
-                color="white")
+        refused = f"\nrefused by guard={s['refused_by_guard']}" if "refused_by_guard" in s else ""
+        ax.text(i, s["ci_high"] + 0.03, f"n={s['n']}\njudge failed={s['judge_failures']}{refused}", ha="center",
+                va="bottom", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("judge accuracy (95% bootstrap CI)")
     ax.set_title(title)
