@@ -35,6 +35,19 @@ def test_every_parameter_has_a_comment(stage):
 
 
 @pytest.mark.parametrize("stage", STAGES)
+def test_papermill_reads_every_parameter(stage):
+    """Papermill parses the parameters cell line by line; a line it cannot parse (an "=" inside the comment is
+    enough) makes it warn that the runner passed an unknown parameter."""
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(config.notebook_path(stage), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [line.split("=", 1)[0].strip() for line in cell.source.splitlines() if "=" in line
+                and not line.startswith("#")]
+    assert [p.name for p in PythonTranslator.inspect(cell)] == assigned
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_parameters_cell_matches_the_params_dataclass(stage):
     defaults = config.notebook_defaults(stage)
     fields = {f.name for f in dataclasses.fields(config.params_class(stage))}
