@@ -606,7 +606,8 @@ def prompt_ids(tokenizer, item: judge.JudgeItem, template: str, show_question: b
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def score(model_name: str, items: list[judge.JudgeItem], template: str = judge.REWARD_TEMPLATE, batch_size: int = 32,
+def score(model_name: str, items: list[judge.JudgeItem], template: str = judge.REWARD_TEMPLATE,
+          batch_size: int = judge.TransformersJudge.BATCH_SIZE,
           progress: bool = False, device: str = "auto") -> list[float]:
     """P(YES) per item from the transformers judge backend (no rules, no cache): what the rewards see.
     ``model_name`` is anything ``models.load_causal_lm`` takes (alias, path, hub id)."""
@@ -932,7 +933,8 @@ def reliability(labels: list[bool], scores: list[float], bins: int = 10) -> dict
     return {"edges": edges, "confidence": conf, "frequency": freq, "count": count, "ece": round(ece, 4)}
 
 
-def judging_speed(model_name: str, items: list[judge.JudgeItem], batch_size: int = 32) -> dict:
+def judging_speed(model_name: str, items: list[judge.JudgeItem],
+                  batch_size: int = judge.TransformersJudge.BATCH_SIZE) -> dict:
     """Pairs/s of the transformers judge backend as the accuracy reward calls it, on distinct pairs: no two share a
     reference, the least favourable case for its prefix cache. Steady state, as in training where the judge is
     called every step: the model is loaded and one batch judged before the clock starts (loading is not judging,
