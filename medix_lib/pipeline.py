@@ -130,7 +130,7 @@ def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str
     # thousands of progress lines into a rendered notebook, and a failure names the model, not a cell.
     for alias in sorted({value for run in runs for value in run.params.to_dict().values()
                          if isinstance(value, str) and models.trained_on_first_use(value)}):
-        print(f"preparing {alias}: trained once per machine (~12 min on 2 cores), then a cache hit", flush=True)
+        print(f"preparing {alias}: trained once per machine (~13 min on 2 cores), then a cache hit", flush=True)
         models.resolve_path(alias)
     records = []
     for i, run in enumerate(runs, 1):
