@@ -232,8 +232,8 @@ class TransformersJudge:
 
     name = "transformers"
 
-    # Prompts per batch. On 2 CPU cores with the 100M verifier: 54-58 pairs/s at 16, 51 at 32, 44-47 at 64, 35-37 at
-    # 128 (bigger batches repeat the prefix cache for more rows and leave the caches).
+    # Prompts per batch. Measured on 2 CPU cores with the 100M verifier: 54-62 pairs/s at 16, 51 at 32, 44-47 at 64,
+    # 35-37 at 128.
     BATCH_SIZE = 16
 
     def __init__(self, model: str, batch_size: int = BATCH_SIZE, device: str = "auto", max_batch_tokens: int = 8192,

@@ -107,7 +107,7 @@ def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: 
     for i, name in enumerate(names):
         s = summaries[name]
         refused = f"\nrefused by guard={s['refused_by_guard']}" if "refused_by_guard" in s else ""
-        ax.text(i, s["ci_high"] + 0.03, f"n={s['n']}\njudge failed={s['judge_failures']}{refused}", ha="center",
+        ax.text(i, min(s["ci_high"] + 0.03, 0.75), f"n={s['n']}\njudge failed={s['judge_failures']}{refused}", ha="center",
                 va="bottom", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("judge accuracy (95% bootstrap CI)")
