@@ -185,6 +185,20 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def shared_prefix_len(encoded: list[list[int]]) -> int:
+    """Tokens all prompts start with, leaving each at least one token of its own: what :func:`prefix_cache` runs once
+    for a whole call (judging) or batch (verifier training).
+
+    >>> shared_prefix_len([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
+    2
+    """
+    limit = min(len(e) for e in encoded) - 1
+    n = 0
+    while n < limit and all(e[n] == encoded[0][n] for e in encoded):
+        n += 1
+    return n
+
+
 def prefix_cache(model, prefix: list[int]):
     """The key/value cache of ``prefix`` (batch of one), or None when the prefix is empty."""
     import torch
@@ -276,19 +290,6 @@ class TransformersJudge:
                 batches.append([i])
         return batches
 
-    @staticmethod
-    def _shared_prefix(encoded: list[list[int]]) -> int:
-        """Tokens all prompts start with, leaving each at least one token of its own.
-
-        >>> TransformersJudge._shared_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
-        2
-        """
-        limit = min(len(e) for e in encoded) - 1
-        n = 0
-        while n < limit and all(e[n] == encoded[0][n] for e in encoded):
-            n += 1
-        return n
-
     def _run(self, prompts: list[list[dict]], progress: bool) -> list[float | Exception]:
         import copy
 
@@ -300,7 +301,7 @@ class TransformersJudge:
         yes_ids, no_ids = self._token_ids(tokenizer)
         texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        shared = self._shared_prefix(encoded) if self.prefix_cache else 0
+        shared = shared_prefix_len(encoded) if self.prefix_cache else 0
         with torch.inference_mode():
             prefix_kv = prefix_cache(model, encoded[0][:shared])
         tails = [e[shared:] for e in encoded]

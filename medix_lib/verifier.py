@@ -812,7 +812,7 @@ def _train(cfg: VerifierConfig, out_dir: Path, progress: bool) -> dict:
         batch = [train_pairs[i] for i in rows]
         template = rng.choice(cfg.templates)
         seqs = [prompt_ids(tokenizer, p.item(), template) for p in batch]
-        shared = judge.TransformersJudge._shared_prefix(seqs)
+        shared = judge.shared_prefix_len(seqs)
         target = torch.tensor([yes_id if p.label else no_id for p in batch], device=device)
         label = torch.tensor([float(p.label) for p in batch], device=device)
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
