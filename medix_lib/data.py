@@ -1072,7 +1072,7 @@ def _stack(hashes: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(hashes), np.uint8).reshape(len(hashes), -1)
 
 
-def _encode(image: Image.Image | None) -> dict | None:
+def encode_image(image: Image.Image | None) -> dict | None:
     if image is None:
         return None
     buf = io.BytesIO()
@@ -1097,7 +1097,7 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
     def finish(c: _Candidate, split: str) -> dict:
         row = {"id": f"syn-{c.family}-{_stable_id(c.group, c.question, c.answer, c.aug)}", "question": c.question,
                "answer": c.answer, "modality": c.modality, "task_type": c.task_type, "source": f"synthetic/{c.source}",
-               "split": split, "image": _encode(c.image), "choices": c.choices}
+               "split": split, "image": encode_image(c.image), "choices": c.choices}
         stats[f"rows/{c.family}"] += 1
         return validate_row(row, "synthetic")
 
@@ -1356,7 +1356,7 @@ class RowStream:
         """Materialise to an Arrow-backed ``Dataset`` (written to disk, not held in memory)."""
         def gen(stream):
             for row in stream:
-                yield {**row, "image": _encode(row["image"]) if isinstance(row["image"], Image.Image) else row["image"]}
+                yield {**row, "image": encode_image(row["image"]) if isinstance(row["image"], Image.Image) else row["image"]}
         return datasets.Dataset.from_generator(gen, features=FEATURES, gen_kwargs={"stream": self},
                                                cache_dir=cache_dir, fingerprint=_stable_id("rowstream", id(self),
                                                                                            random.random()))
