@@ -185,18 +185,28 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def shared_prefix_len(encoded: list[list[int]]) -> int:
-    """Tokens all prompts start with, leaving each at least one token of its own: what :func:`prefix_cache` runs once
-    for a whole call (judging) or batch (verifier training).
+DATA_OPEN = "<<<"  # opens every quoted field of a judge prompt; quote() keeps it out of item text
 
-    >>> shared_prefix_len([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
-    2
+
+def encode_prompt(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """A judge prompt's token ids as (constant prefix, item part), split where the last message's first quoted field
+    opens.
+
+    Everything before that point is the template's own text (chat markup, system prompt, instruction), the same for
+    every item, so it is run once per call (:func:`prefix_cache`). The two parts are tokenised separately, so where
+    the split falls never depends on the item or on the other items of a call: a pair's P(YES) is then the same
+    alone or in any batch. The trained verifier is trained on exactly these ids. Chat templates that know
+    ``enable_thinking`` (Qwen3) are asked for the non-thinking prompt: the verdict token follows the generation
+    prompt directly. A prompt without a quoted field is one item part.
     """
-    limit = min(len(e) for e in encoded) - 1
-    n = 0
-    while n < limit and all(e[n] == encoded[0][n] for e in encoded):
-        n += 1
-    return n
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    content = messages[-1]["content"]
+    if not isinstance(content, str):
+        content = "".join(part.get("text") or "" for part in content)
+    head = content[:content.find(DATA_OPEN) + len(DATA_OPEN)] if DATA_OPEN in content else None
+    cut = text.find(head) + len(head) if head and head in text else 0
+    ids = tokenizer([text[:cut] or " ", text[cut:]], add_special_tokens=False)["input_ids"]
+    return ids[0] if cut else [], ids[1]
 
 
 def prefix_cache(model, prefix: list[int]):
@@ -209,54 +219,67 @@ def prefix_cache(model, prefix: list[int]):
     return getattr(out, _cache_argument(model))
 
 
-def next_token_logits(model, tails: list[list[int]], prefix_len: int = 0, cache=None, pad_id: int = 0):
+def next_token_logits(model, tails: list[list[int]], prefix_len: int = 0, cache=None, pad_id: int = 0,
+                      width: int | None = None, rows: int | None = None):
     """Next-token logits, shape (len(tails), vocab), after ``prefix + tail`` for each tail.
 
     ``cache`` holds the ``prefix_len`` shared tokens for a batch of one (:func:`prefix_cache`) and is consumed: it is
-    broadcast to the batch and extended in place. Tails are right-padded, so real tokens keep their positions after
-    the prefix and never attend to pads; the vocabulary projection runs only at each row's last real token (it costs
-    a fifth of a 135M model's forward per position). Used both to judge (no grad) and to train the verifier, so the
-    trained model is scored exactly as it was trained.
+    broadcast to the batch and extended in place. Tails are right-padded to ``width`` tokens (default: the longest)
+    and the batch is filled up to ``rows`` rows (default: as many as tails) with copies of the first tail, so real
+    tokens keep their positions after the prefix and never attend to pads, and a caller can fix the shape of every
+    matrix product. The vocabulary projection runs only at each row's last real token (it costs a fifth of a 135M
+    model's forward per position). Used both to judge (no grad) and to train the verifier, so the trained model is
+    scored exactly as it was trained.
     """
     import torch
 
     device = model.device
-    width = max(len(t) for t in tails)
-    ids = torch.tensor([t + [pad_id] * (width - len(t)) for t in tails], device=device)
-    mask = torch.tensor([[1] * (prefix_len + len(t)) + [0] * (width - len(t)) for t in tails], device=device)
+    n = len(tails)
+    width = width or max(len(t) for t in tails)
+    padded = tails + [tails[0]] * ((rows or n) - n)
+    ids = torch.tensor([t + [pad_id] * (width - len(t)) for t in padded], device=device)
+    mask = torch.tensor([[1] * (prefix_len + len(t)) + [0] * (width - len(t)) for t in padded], device=device)
     kwargs = {}
     if cache is not None:
-        cache.batch_repeat_interleave(len(tails))
+        cache.batch_repeat_interleave(len(padded))
         kwargs = {_cache_argument(model): cache, "use_cache": True}
-    last = torch.tensor([len(t) - 1 for t in tails], device=device)
-    keep, row_of = torch.unique(last, return_inverse=True)
-    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **kwargs).logits
-    return logits[torch.arange(len(tails), device=device), row_of]
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
+    last = torch.tensor([len(t) - 1 for t in padded], device=device)
+    return model.get_output_embeddings()(hidden[torch.arange(len(padded), device=device), last])[:n]
 
 
 class TransformersJudge:
     """Local causal LM scored by one forward pass per prompt: P(YES) from the next-token YES/NO logits.
 
-    Any causal LM alias, hub id or local path works (the trained verifier included). Prompts are tokenised once,
-    sorted by length and packed into batches of at most ``batch_size`` prompts and ``max_batch_tokens`` padded tokens,
-    so short prompts do not pay for long ones. With ``prefix_cache`` the tokens every prompt of the call shares (chat
-    template, system prompt, instructions: most of a judge prompt) are run once and their KV cache reused by every
-    batch.
+    Any causal LM alias, hub id or local path works (the trained verifier included). The template's constant prefix
+    (chat template, system prompt, instruction: most of a judge prompt) is run once per call and its KV cache reused
+    by every batch (:func:`encode_prompt`). Item parts are grouped by length into buckets ``width_step`` tokens wide
+    and run in batches of a fixed number of rows per bucket, padded with dummy rows. So the shape of every matrix
+    product an item goes through depends on its own length alone, never on the other items of the call: CPU and GPU
+    kernels (bf16 ones especially) pick their blocking and reduction order by shape, and a pair's P(YES) moved by
+    0.03 with its batch mates before this. It costs the dummy rows of partly filled batches.
     """
 
     name = "transformers"
 
-    # Prompts per batch. Measured on 2 CPU cores with the 100M verifier: 54-62 pairs/s at 16, 51 at 32, 44-47 at 64,
-    # 35-37 at 128.
-    BATCH_SIZE = 16
+    # Rows per batch and bucket width, measured on 2 CPU cores (fp32, 20-layer verifier): 27-29 pairs/s on 256
+    # distinct pairs at 8 rows x 16 tokens as at 16 x 8, and 15-17 pairs/s instead of 9.5-11 on GRPO-sized calls of 20
+    # pairs, where dummy rows of part-filled batches dominate.
+    BATCH_SIZE = 8
+    WIDTH_STEP = 16  # item parts are padded to a multiple of this many tokens
 
     def __init__(self, model: str, batch_size: int = BATCH_SIZE, device: str = "auto", max_batch_tokens: int = 8192,
-                 prefix_cache: bool = True):
+                 width_step: int = WIDTH_STEP, dtype: str = "auto"):
         self.model_name = models.check_model_name(model, "causal_lm")
+        if batch_size < 1 or width_step < 1 or max_batch_tokens < width_step:
+            raise ValueError(f"judge needs batch_size >= 1, width_step >= 1 and max_batch_tokens >= width_step; got "
+                             f"{batch_size}, {width_step}, {max_batch_tokens}")
         self.batch_size = batch_size
         self.device = device
+        self.dtype = dtype  # "auto": bf16 on GPUs and on CPUs with native bf16, else fp32 (models.inference_dtype)
         self.max_batch_tokens = max_batch_tokens
-        self.prefix_cache = prefix_cache
+        self.width_step = width_step
+        self._prefix_kv: dict[tuple[int, ...], object] = {}  # the template prefix's KV cache, kept across calls
 
     def identity(self) -> str:
         """What the cache key must change with: the model name and, for local weights, their size and mtime (a
@@ -278,16 +301,19 @@ class TransformersJudge:
             raise ValueError(f"judge tokenizer maps YES and NO to a shared first token {set(yes) & set(no)}")
         return yes, no
 
-    def _batches(self, lengths: list[int]) -> list[list[int]]:
-        order = sorted(range(len(lengths)), key=lengths.__getitem__)
-        batches: list[list[int]] = []
-        for i in order:
-            # sorted ascending, so the newest prompt is the longest: it sets the padded width
-            if batches and len(batches[-1]) < self.batch_size and \
-                    (len(batches[-1]) + 1) * lengths[i] <= self.max_batch_tokens:
-                batches[-1].append(i)
-            else:
-                batches.append([i])
+    def _batches(self, lengths: list[int]) -> list[tuple[int, int, list[int]]]:
+        """(width, rows, item indices) per batch: items bucketed by padded width, a fixed row count per width.
+
+        >>> TransformersJudge("smollm2-135m-instruct", batch_size=2, width_step=8)._batches([9, 3, 12, 5, 30])
+        [(8, 2, [1, 3]), (16, 2, [0, 2]), (32, 2, [4])]
+        """
+        buckets: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            buckets.setdefault(-(-max(1, n) // self.width_step) * self.width_step, []).append(i)
+        batches = []
+        for width, items in sorted(buckets.items()):
+            rows = max(1, min(self.batch_size, self.max_batch_tokens // width))
+            batches += [(width, rows, items[i:i + rows]) for i in range(0, len(items), rows)]
         return batches
 
     def _run(self, prompts: list[list[dict]], progress: bool) -> list[float | Exception]:
@@ -297,27 +323,33 @@ class TransformersJudge:
         from tqdm.auto import tqdm
 
         tokenizer = models.load_tokenizer(self.model_name)
-        model = models.load_causal_lm(self.model_name, self.device)
+        model = models.load_causal_lm(self.model_name, self.device, self.dtype)
         yes_ids, no_ids = self._token_ids(tokenizer)
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        shared = shared_prefix_len(encoded) if self.prefix_cache else 0
-        with torch.inference_mode():
-            prefix_kv = prefix_cache(model, encoded[0][:shared])
-        tails = [e[shared:] for e in encoded]
-        results: list[float | Exception] = [0.0] * len(texts)
-        for batch in tqdm(self._batches([len(t) for t in tails]), desc="judge", disable=not progress, leave=False):
-            try:
+        encoded = [encode_prompt(tokenizer, p) for p in prompts]
+        results: list[float | Exception] = [0.0] * len(prompts)
+        groups: dict[tuple[int, ...], list[int]] = {}  # one group per distinct prefix: one, for a single template
+        for i, (prefix, _) in enumerate(encoded):
+            groups.setdefault(tuple(prefix), []).append(i)
+        for prefix, members in groups.items():
+            if prefix not in self._prefix_kv:
                 with torch.inference_mode():
-                    # the forward appends to the cache it is given, so every batch gets its own copy
-                    logits = next_token_logits(model, [tails[i] for i in batch], shared, copy.deepcopy(prefix_kv),
-                                               tokenizer.pad_token_id or 0).float()
-                margin = torch.logsumexp(logits[:, yes_ids], dim=-1) - torch.logsumexp(logits[:, no_ids], dim=-1)
-                for i, p in zip(batch, torch.sigmoid(margin).tolist()):
-                    results[i] = p
-            except Exception as err:  # one bad batch (e.g. out of memory) fails its items, not the whole call
-                for i in batch:
-                    results[i] = err
+                    self._prefix_kv[prefix] = prefix_cache(model, list(prefix))
+            prefix_kv = self._prefix_kv[prefix]
+            tails = [encoded[i][1] for i in members]
+            for width, rows, batch in tqdm(self._batches([len(t) for t in tails]), desc="judge",
+                                           disable=not progress, leave=False):
+                try:
+                    with torch.inference_mode():
+                        # the forward appends to the cache it is given, so every batch gets its own copy
+                        logits = next_token_logits(model, [tails[i] for i in batch], len(prefix),
+                                                   copy.deepcopy(prefix_kv), tokenizer.pad_token_id or 0,
+                                                   width, rows).float()
+                    margin = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)
+                    for i, p in zip(batch, torch.sigmoid(margin).tolist()):
+                        results[members[i]] = p
+                except Exception as err:  # one bad batch (e.g. out of memory) fails its items, not the whole call
+                    for i in batch:
+                        results[members[i]] = err
         return results
 
     def p_yes(self, prompts: list[list[dict]], progress: bool = False) -> list[float]:
@@ -501,7 +533,7 @@ def backend_options(name: str) -> list[str]:
     """The keyword options a backend accepts (besides ``model``).
 
     >>> backend_options("transformers")
-    ['batch_size', 'device', 'max_batch_tokens', 'prefix_cache']
+    ['batch_size', 'device', 'max_batch_tokens', 'width_step', 'dtype']
     """
     if name not in JUDGE_BACKENDS:
         raise ValueError(f"unknown judge backend {name!r}; valid backends: {', '.join(JUDGE_BACKENDS)}")

@@ -163,15 +163,16 @@ def inference_dtype(device: str):
 
 
 @lru_cache(maxsize=None)
-def load_causal_lm(name: str, device: str = "auto"):
-    """An eval-mode causal LM on ``device`` ("auto": CUDA when available) in :func:`inference_dtype`. Shared:
-    callers must not mutate it."""
+def load_causal_lm(name: str, device: str = "auto", dtype: str = "auto"):
+    """An eval-mode causal LM on ``device`` ("auto": CUDA when available) in ``dtype`` ("auto":
+    :func:`inference_dtype`, or a torch dtype name such as "float32"). Shared: callers must not mutate it."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(resolve_path(name), dtype=inference_dtype(device)).to(device)
+    torch_dtype = inference_dtype(device) if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(resolve_path(name), dtype=torch_dtype).to(device)
     return model.eval()
 
 

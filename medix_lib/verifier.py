@@ -599,11 +599,10 @@ def answer_ids(tokenizer) -> tuple[int, int]:
     raise ValueError(f"tokenizer {type(tokenizer).__name__} has no single-token YES/NO pair the judge pools")
 
 
-def prompt_ids(tokenizer, item: judge.JudgeItem, template: str, show_question: bool = False) -> list[int]:
-    """Token ids exactly as the transformers backend builds them: chat template + generation prompt."""
-    messages = judge.TEMPLATES[template].messages(item, show_question)
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+def prompt_ids(tokenizer, item: judge.JudgeItem, template: str,
+               show_question: bool = False) -> tuple[list[int], list[int]]:
+    """(template prefix, item part) token ids exactly as the transformers backend builds them."""
+    return judge.encode_prompt(tokenizer, judge.TEMPLATES[template].messages(item, show_question))
 
 
 def score(model_name: str, items: list[judge.JudgeItem], template: str = judge.REWARD_TEMPLATE,
@@ -655,6 +654,7 @@ class VerifierConfig:
         """
         payload = {k: v for k, v in asdict(self).items() if k not in ("device", "threads")}
         payload["pairs_version"] = PAIRS_VERSION
+        payload["prompt_encoding"] = "prefix-split"  # judge.encode_prompt: template prefix and item tokenised apart
         payload["templates_hash"] = [judge.TEMPLATES[t].hash for t in self.templates]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -812,14 +812,13 @@ def _train(cfg: VerifierConfig, out_dir: Path, progress: bool) -> dict:
         batch = [train_pairs[i] for i in rows]
         template = rng.choice(cfg.templates)
         seqs = [prompt_ids(tokenizer, p.item(), template) for p in batch]
-        shared = judge.shared_prefix_len(seqs)
+        prefix = seqs[0][0]  # one template per batch: the same prefix for every pair
         target = torch.tensor([yes_id if p.label else no_id for p in batch], device=device)
         label = torch.tensor([float(p.label) for p in batch], device=device)
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
             # the prefix runs through the layers being trained, so it is recomputed (with gradients) every batch
-            logits = judge.next_token_logits(model, [q[shared:] for q in seqs], shared,
-                                             judge.prefix_cache(model, seqs[0][:shared]),
-                                             tokenizer.pad_token_id or 0).float()
+            logits = judge.next_token_logits(model, [tail for _, tail in seqs], len(prefix),
+                                             judge.prefix_cache(model, prefix), tokenizer.pad_token_id or 0).float()
         # The judge reads only the YES-vs-NO margin, so that is the main loss (cross-entropy over the answer
         # tokens); a little full-vocabulary cross-entropy keeps "Yes"/"No" the generated reply for text backends.
         margin = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)

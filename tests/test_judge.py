@@ -324,7 +324,7 @@ def test_api_key_comes_from_the_environment_and_is_never_written(stub, monkeypat
 def test_bad_configuration_names_the_valid_choices():
     with pytest.raises(ValueError, match="valid backends: transformers, openai"):
         Judge(backend="vllm-magic")
-    with pytest.raises(ValueError, match="valid: batch_size, device, max_batch_tokens, prefix_cache"):
+    with pytest.raises(ValueError, match="valid: batch_size, device, max_batch_tokens, width_step, dtype"):
         Judge(backend="transformers", base_url="http://127.0.0.1:1/v1")
     with pytest.raises(ValueError, match="valid: reward-v3, eval-v3"):
         Judge(template="reward-v9")
@@ -375,18 +375,31 @@ def test_injections_do_not_flip_local_verdicts():
 
 # --------------------------------------------------------------------------- the local logits backend
 @pytest.mark.slow
-def test_transformers_backend_batched_equals_one_at_a_time():
-    backend = J.TransformersJudge("smollm2-135m-instruct", batch_size=4)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_pairs_p_yes_does_not_depend_on_its_batch_mates(dtype):
+    """The same pair alone, in a batch, in reverse order and beside other pairs: the same P(YES). In bf16 (emulated
+    where the CPU has no native bf16, as here in CI's cheapest case) batch mates once moved it by 0.03."""
+    backend = J.TransformersJudge("smollm2-135m-instruct", batch_size=4, dtype=dtype)
     template = J.TEMPLATES[J.REWARD_TEMPLATE]
     items = [JudgeItem("myocardial infarction", "heart attack"), JudgeItem("asthma", "a long-winded answer " * 6),
-             JudgeItem("left", "right")]
+             JudgeItem("left", "right"), JudgeItem("pneumonia", "lung infection"),
+             JudgeItem("renal failure", "kidney failure"), JudgeItem("myocardial infarction", "angina")]
     prompts = [template.messages(i, False) for i in items]
-    batched = backend.p_yes(prompts)  # shared-prefix KV cache, right-padded batch
-    plain = J.TransformersJudge("smollm2-135m-instruct", prefix_cache=False)
-    single = [plain.p_yes([p])[0] for p in prompts[:2]]
-    assert batched[:2] == pytest.approx(single, abs=2e-3), "padding and the prefix cache must not change P(YES)"
+    batched = backend.p_yes(prompts)
+    alone = [backend.p_yes([p])[0] for p in prompts]
+    reverse = backend.p_yes(prompts[::-1])[::-1]
+    beside_one = [backend.p_yes([p, prompts[0]])[0] for p in prompts]
+    for other in (alone, reverse, beside_one):
+        assert batched == pytest.approx(other, abs=1e-3)
     assert all(0.0 < p < 1.0 for p in batched)
-    assert len(backend._batches([10, 500, 12, 11, 9])) == 2
+
+
+def test_batches_depend_on_each_items_own_length_only():
+    backend = J.TransformersJudge("smollm2-135m-instruct", batch_size=2, width_step=8, max_batch_tokens=64)
+    batches = backend._batches([9, 3, 12, 5, 30, 40])
+    assert [b[2] for b in batches] == [[1, 3], [0, 2], [4], [5]]
+    # a width's row count is fixed (here capped by max_batch_tokens for the 40-token bucket), whoever fills it
+    assert {(w, rows) for w, rows, _ in batches} == {(8, 2), (16, 2), (32, 2), (40, 1)}
 
 
 @pytest.mark.slow

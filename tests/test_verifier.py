@@ -136,8 +136,8 @@ def test_training_forward_scores_like_the_judge_backend():
     tokenizer = models.load_tokenizer("smollm2-135m-instruct")
     model = models.load_causal_lm("smollm2-135m-instruct", "cpu")
     seqs = [V.prompt_ids(tokenizer, it, J.REWARD_TEMPLATE) for it in items]
-    shared = J.shared_prefix_len(seqs)
-    logits = J.next_token_logits(model, [q[shared:] for q in seqs], shared, J.prefix_cache(model, seqs[0][:shared]),
+    prefix = seqs[0][0]
+    logits = J.next_token_logits(model, [tail for _, tail in seqs], len(prefix), J.prefix_cache(model, prefix),
                                  tokenizer.pad_token_id).float()
     yes_ids, no_ids = V.yes_no_ids(tokenizer)
     ours = torch.sigmoid(torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)).tolist()
