@@ -7,7 +7,7 @@ PROFILE ?= smoke
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lab clean-outputs
+.PHONY: install demo test test-fast lab
 
 $(VENV)/.installed: requirements/cpu.txt requirements/offline-assets.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# The inner loop: everything but the tests marked slow (real models for more than a few seconds).
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/

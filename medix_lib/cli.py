@@ -8,6 +8,10 @@ import sys
 from medix_lib import config
 
 
+def _threshold(value: str) -> float | str:
+    return value if value == "auto" else float(value)
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -44,6 +48,8 @@ def cmd_judge(args) -> int:
                  "threshold": args.threshold, "cache_path": args.cache, "base_url": args.base_url,
                  "show_question": True if args.show_question else None}
         settings.update({k: v for k, v in flags.items() if v is not None})
+        # the same verdict cache the notebooks share, unless told otherwise
+        settings["cache_path"] = None if args.no_cache else settings.get("cache_path", judge_lib.machine_cache_path())
         judge = judge_lib.Judge(**settings)
         stats = judge_lib.judge_file(judge, args.input, args.output, progress=not args.quiet)
     except (OSError, ValueError) as err:
@@ -54,21 +60,38 @@ def cmd_judge(args) -> int:
 
 
 def _reward_params(spec: str, output: str) -> config.StageParams:
-    """Notebook 02's params from a variant name (``no_judge``) or a YAML file of its keys."""
+    """Notebook 02's params from a variant name (``no_judge``) or a YAML file of its keys (over the stage defaults)."""
     from pathlib import Path
 
     import yaml
 
+    from medix_lib import params
+
     path = Path(spec)
     if not path.is_file():
-        return config.load("02", spec, output_dir=Path(output).resolve().parent)
+        return params.load("02", spec, output_dir=Path(output).resolve().parent)
     values = yaml.safe_load(path.read_text()) or {}
-    defaults = config.notebook_defaults("02")
-    unknown = sorted(set(values) - set(defaults)) if isinstance(values, dict) else ["(not a mapping)"]
+    valid = params.defaults("02")
+    unknown = sorted(set(values) - set(valid)) if isinstance(values, dict) else ["(not a mapping)"]
     if unknown:
-        raise config.ParamsError(f"{spec}: unknown parameter(s) {unknown}; valid: {', '.join(sorted(defaults))}")
-    return config.build("02", {**defaults, **values, "variant": path.stem,
-                               "output_dir": str(Path(output).resolve().parent)})
+        raise config.ParamsError(f"{spec}: unknown parameter(s) {unknown}; valid: {', '.join(sorted(valid))}")
+    return params.build("02", {**values, "variant": path.stem, "output_dir": str(Path(output).resolve().parent)})
+
+
+def cmd_train_verifier(args) -> int:
+    from pathlib import Path
+
+    from medix_lib import verifier
+
+    try:
+        record = verifier.train(args.preset, Path(args.output) if args.output else None, progress=not args.quiet)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"verifier [{args.preset}]: validation AUC {record['validation']['auc']:.3f}, threshold "
+          f"{record['threshold']:.3f}, clinical held-out AUC {record['clinical_heldout']['auc']:.3f}, "
+          f"{record['train_seconds']:.0f} s", file=sys.stderr)
+    return 0
 
 
 def cmd_rewards(args) -> int:
@@ -82,6 +105,23 @@ def cmd_rewards(args) -> int:
         return 2
     print(f"rewards [{cfg.variant}] mean per component: " + ", ".join(f"{k}={v:.3f}" for k, v in means.items()),
           file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate_verifier(args) -> int:
+    from medix_lib import verifier
+
+    for line in verifier.report(args.model, args.output, zero_shot=not args.no_zero_shot, max_test=args.max_test):
+        print(line)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from medix_lib import bench
+
+    result = bench.run(quick=args.quick, output=args.output)
+    for line in bench.summary_lines(result):
+        print(line)
     return 0
 
 
@@ -108,11 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--params", default=None, help="YAML of Judge settings, or a stage params file (its judge_* "
                                                       "keys are used), e.g. params/04_evaluate_with_judge/gpu.yaml")
     judge.add_argument("--backend", default=None, help="judge backend: transformers or openai")
-    judge.add_argument("--model", default=None, help="judge model: offline alias, hub id, local path or served name")
+    judge.add_argument("--model", default=None, help="judge model: offline alias, hub id, local path or served name "
+                                                     "(default: the shipped verifier, medix-verifier-135m)")
     judge.add_argument("--template", default=None,
                        help="prompt template: reward-v3 (the accuracy reward's) or eval-v3 (the evaluator's)")
-    judge.add_argument("--threshold", type=float, default=None, help="P(YES) at or above this is YES")
-    judge.add_argument("--cache", default=None, help="SQLite verdict cache, reused across runs")
+    judge.add_argument("--threshold", type=_threshold, default=None,
+                       help="P(YES) at or above this is YES (default auto: the one recorded with the judge model)")
+    judge.add_argument("--cache", default=None, help="SQLite verdict cache (default: the machine cache the notebooks "
+                                                     "share)")
+    judge.add_argument("--no-cache", action="store_true", help="judge every item anew, store nothing")
     judge.add_argument("--base-url", default=None, help="OpenAI-compatible server (key: $OPENAI_API_KEY)")
     judge.add_argument("--show-question", action="store_true", help="show the judge the question too")
     judge.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -126,6 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
     scorer.add_argument("--params", default="smoke", help="a params variant of 02_design_rewards (e.g. no_judge, "
                                                           "gpu) or a YAML file of its keys (default: smoke)")
     scorer.set_defaults(func=cmd_rewards)
+
+    trainer = sub.add_parser("train-verifier", help="retrain the offline verifier from scratch and write it as the "
+                                                    "shipped artifact (medix_lib/assets/medix-verifier-135m)")
+    trainer.add_argument("--preset", default="smoke", help="verifier preset: smoke (the shipped one), ci, gpu")
+    trainer.add_argument("--output", default=None, help="write the artifact here instead of the shipped folder")
+    trainer.add_argument("--quiet", action="store_true", help="no progress bar")
+    trainer.set_defaults(func=cmd_train_verifier)
+
+    report = sub.add_parser("evaluate-verifier", help="meta-evaluate a trained verifier on its held-out pairs and "
+                                                      "the hand-written clinical pairs (outputs/verifier/smoke)")
+    report.add_argument("--model", default="medix-verifier-135m", help="the verifier: alias or artifact folder")
+    report.add_argument("--output", default=None, help="folder for meta_evaluation.json, summary.txt and figures")
+    report.add_argument("--max-test", type=int, default=None, help="score only the first N test pairs")
+    report.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot baseline (slowest part)")
+    report.set_defaults(func=cmd_evaluate_verifier)
+
+    bench = sub.add_parser("bench", help="measure where time goes on this machine (judge, HTTP judge, rewards, "
+                                         "scaling, pipeline); writes outputs/bench/<mode>/bench.json and figures")
+    bench.add_argument("--quick", action="store_true", help="small sizes, seconds per section (what CI runs)")
+    bench.add_argument("--output", default=None, help="folder for bench.json and figures")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

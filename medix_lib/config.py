@@ -1,21 +1,17 @@
-"""Parameters: YAML files in ``params/NN_slug/<variant>.yaml`` validated into a dataclass per notebook.
-
-Defaults live in one place only - each notebook's ``parameters`` cell - so a student editing the notebook and a
-researcher running papermill see the same values. A stage's dataclass declares types and checks; the runner merges
-the notebook defaults with the YAML and validates the result before any model is loaded.
-"""
+"""The machinery of parameters: stage names and paths, type checking, the ``StageParams`` base every stage's
+dataclass extends (in :mod:`medix_lib.params`, which holds every default), and the helpers a notebook's last cells use
+(``cfg.save_figure``, ``cfg.write_metrics``)."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib
+import json
 import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -27,14 +23,6 @@ STAGES: dict[str, str] = {
     "02": "02_design_rewards",
     "03": "03_train_grpo",
     "04": "04_evaluate_with_judge",
-}
-# Each stage's params dataclass lives beside the logic it configures; imported lazily so validating params never
-# imports torch.
-PARAMS_CLASSES: dict[str, str] = {
-    "01_synthesize_data": "medix_lib.data:SynthesisParams",
-    "02_design_rewards": "medix_lib.rewards:RewardDesignParams",
-    "03_train_grpo": "medix_lib.training:TrainParams",
-    "04_evaluate_with_judge": "medix_lib.evaluation:EvalParams",
 }
 # Set by the runner for every notebook; not part of the YAML files.
 RUNNER_KEYS = ("variant", "output_dir")
@@ -83,7 +71,8 @@ def params_path(stage: str, variant: str) -> Path:
 
 
 def notebook_defaults(stage: str) -> dict:
-    """The assignments of the notebook's single ``parameters`` cell, evaluated as Python literals."""
+    """The assignments of the notebook's single ``parameters`` cell, evaluated as Python literals (the notebooks
+    mirror their stage's dataclass defaults; tests compare the two)."""
     import nbformat
 
     nb = nbformat.read(notebook_path(stage), as_version=4)
@@ -95,11 +84,6 @@ def notebook_defaults(stage: str) -> dict:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             defaults[node.targets[0].id] = ast.literal_eval(node.value)
     return defaults
-
-
-def params_class(stage: str) -> type:
-    module, _, cls = PARAMS_CLASSES[stage_name(stage)].partition(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def _check_type(key: str, value, annotation) -> None:
@@ -122,7 +106,8 @@ def _check_type(key: str, value, annotation) -> None:
         return
     if origin is typing.Literal:
         if value not in typing.get_args(annotation):
-            raise ParamsError(f"parameter {key!r}={value!r}; valid values: {', '.join(map(repr, typing.get_args(annotation)))}")
+            valid = ", ".join(map(repr, typing.get_args(annotation)))
+            raise ParamsError(f"parameter {key!r}={value!r}; valid values: {valid}")
         return
     base = origin or annotation
     if base is float and isinstance(value, int) and not isinstance(value, bool):
@@ -139,12 +124,13 @@ def _check_type(key: str, value, annotation) -> None:
 
 @dataclass
 class StageParams:
-    """Fields every stage has; subclasses add their own and override ``check`` for cross-field rules."""
+    """Fields every stage has; subclasses add their own (each with its default) and override ``check`` for cross-field
+    rules. Values are type-checked on construction, so a bad value fails before any model loads."""
 
-    profile: str  # a label for the compute profile ("smoke": offline CPU, "gpu": one CUDA GPU)
-    variant: str
-    output_dir: str
-    seed: int
+    profile: str = "smoke"  # label of the compute profile ("smoke": offline CPU, "gpu": one CUDA GPU)
+    variant: str = "smoke"  # params file name; set by the runner
+    output_dir: str = ""  # where this run writes; set by the runner (outputs/<stage>/<variant>)
+    seed: int = 0  # seeds sampling, shuffling and initialisation
 
     def check(self) -> None:
         """Cross-field validation; raise ParamsError naming the key."""
@@ -161,46 +147,39 @@ class StageParams:
     def upstream(self, path: str) -> Path:
         """Resolve an earlier stage's output (``"01_synthesize_data/smoke/dataset"``) against this run's outputs
         root, so a pipeline written to another root (tests, ablation sweeps) reads its own upstream results."""
-        return Path(path) if Path(path).is_absolute() else Path(self.output_dir).resolve().parents[1] / path
+        return Path(path) if Path(path).is_absolute() else self.outputs_root() / path
+
+    def outputs_root(self) -> Path:
+        return Path(self.output_dir).resolve().parents[1]
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` as written in committed outputs: relative to the outputs root (no machine paths)."""
+        try:
+            return str(Path(path).resolve().relative_to(self.outputs_root()))
+        except ValueError:
+            return str(path)
+
+    def save_figure(self, fig, name: str) -> None:
+        """``name.png`` and ``name.svg`` under this run's ``figures/``."""
+        from medix_lib import plotting
+
+        plotting.save_figure(fig, Path(self.output_dir) / "figures", name)
+
+    def write_metrics(self, metrics: dict) -> dict:
+        """The notebook's last step: ``metrics.json`` in this run's folder, with the variant and profile, numbers as
+        plain JSON (numpy scalars and NaN included) and paths relative to the outputs root. Returns what it wrote."""
+        out = {"variant": self.variant, "profile": self.profile, **metrics}
+        text = json.dumps(out, indent=1, default=_json_default, allow_nan=True)
+        Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(self.output_dir) / "metrics.json").write_text(text + "\n")
+        return json.loads(text)
 
 
-def build(stage: str, values: dict) -> StageParams:
-    """Validate ``values`` (a notebook namespace or a merged dict) into the stage's dataclass."""
-    cls = params_class(stage)
-    names = [f.name for f in fields(cls)]
-    if "output_dir" in values and not Path(values["output_dir"]).is_absolute():
-        # A notebook opened in JupyterLab runs in notebooks/; outputs still belong under the repository root.
-        values = {**values, "output_dir": str(REPO_ROOT / values["output_dir"])}
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise ParamsError(f"{stage_name(stage)}: missing parameter(s) {', '.join(missing)}")
-    return cls(**{n: values[n] for n in names})
-
-
-def from_notebook(stage: str, namespace: dict) -> StageParams:
-    """Used in each notebook's validation cell: ``cfg = config.from_notebook("03", globals())``."""
-    return build(stage, namespace)
-
-
-def load(stage: str, variant: str, output_dir: str | Path | None = None,
-         overrides: dict | None = None) -> StageParams:
-    """Merge notebook defaults, ``params/<stage>/<variant>.yaml`` and ``overrides`` (e.g. ``--set``) and validate.
-    Unknown keys fail here, naming the file and the valid keys."""
-    stage = stage_name(stage)
-    path = params_path(stage, variant)
-    from_file = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(from_file, dict):
-        raise ParamsError(f"{shown(path)} must be a mapping of parameter: value")
-    defaults = notebook_defaults(stage)
-    valid = sorted(k for k in defaults if k not in RUNNER_KEYS)
-    for source, keys in ((str(shown(path)), from_file), ("--set", overrides or {})):
-        for key in keys:
-            if key not in valid:
-                raise ParamsError(f"{source}: unknown parameter {key!r} for {stage}; valid: {', '.join(valid)}")
-    merged = {**defaults, **from_file, **(overrides or {}), "variant": variant,
-              "output_dir": str(output_dir or OUTPUTS_DIR / stage / variant)}
-    try:
-        return build(stage, merged)
-    except ParamsError as err:
-        raise ParamsError(f"{shown(path)}: {err}") from None
-
+def _json_default(value):
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"metrics value of type {type(value).__name__} is not JSON: {value!r}")

@@ -5,51 +5,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from medix_lib import config, models
 from medix_lib.contract import OutputContract
-from medix_lib.judge import EVAL_TEMPLATE, Judge, JudgeItem, Verdict, machine_cache_path
+from medix_lib.judge import Judge, JudgeItem, Verdict
+from medix_lib.params import EvalParams
 from medix_lib.rewards import GUARD_NAMES, screen
-
-
-@dataclass
-class EvalParams(config.StageParams):
-    dataset_dir: str
-    policy_model: str
-    candidates: dict[str, str]
-    text_only: bool
-    max_eval_rows: int
-    max_new_tokens: int
-    batch_size: int
-    system_prompt: bool
-    reasoning_tag: str
-    answer_tag: str
-    judge_backend: str
-    judge_model: str
-    judge_threshold: float
-    judge_show_question: bool
-    answer_guards: bool
-    n_bootstrap: int
-
-    def check(self) -> None:
-        models.check_model_name(self.policy_model, "causal_lm")
-        models.check_model_name(self.judge_model, "causal_lm")
-        if not self.candidates:
-            raise config.ParamsError("parameter 'candidates' needs at least one model, e.g. {'base': ''}")
-        if self.max_eval_rows < 1 or self.n_bootstrap < 100:
-            raise config.ParamsError("parameters 'max_eval_rows' must be >= 1 and 'n_bootstrap' >= 100")
-
-    def contract(self) -> OutputContract:
-        return OutputContract(self.reasoning_tag, self.answer_tag)
-
-    def make_judge(self) -> Judge:
-        return Judge(backend=self.judge_backend, model=self.judge_model, template=EVAL_TEMPLATE,
-                     threshold=self.judge_threshold, show_question=self.judge_show_question,
-                     cache_path=machine_cache_path())
 
 
 def final_answer(text: str, contract: OutputContract) -> str:

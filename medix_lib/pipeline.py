@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from medix_lib import config, models
+from medix_lib import config, models, params
 
 RECORDED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
                      "papermill", "unsloth", "vllm")
@@ -87,7 +87,7 @@ def plan(profile: str, only: list[str] | None = None, variants: list[str] | None
     for stage in stages:
         for variant in variants or [profile]:
             out = Path(output_root) / stage / variant if output_root else None
-            runs.append(PlannedRun(stage, variant, config.load(stage, variant, out, (overrides or {}).get(stage))))
+            runs.append(PlannedRun(stage, variant, params.load(stage, variant, out, (overrides or {}).get(stage))))
     return runs
 
 
@@ -126,11 +126,11 @@ def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Train what the stages need before the first notebook starts: here its progress goes to the terminal, not as
-    # thousands of progress lines into a rendered notebook, and a failure names the model, not a cell.
+    # Assemble the shipped models the stages use (base + shipped delta, seconds, once per machine) before the first
+    # notebook starts, so a missing or altered weight file fails here, naming the model, not in a cell.
     for alias in sorted({value for run in runs for value in run.params.to_dict().values()
-                         if isinstance(value, str) and models.trained_on_first_use(value)}):
-        print(f"preparing {alias}: trained once per machine (~13 min on 2 cores), then a cache hit", flush=True)
+                         if isinstance(value, str) and models.is_assembled(value)}):
+        print(f"preparing {alias} from its shipped weights", flush=True)
         models.resolve_path(alias)
     records = []
     for i, run in enumerate(runs, 1):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -107,8 +110,8 @@ def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: 
     for i, name in enumerate(names):
         s = summaries[name]
         refused = f"\nrefused by guard={s['refused_by_guard']}" if "refused_by_guard" in s else ""
-        ax.text(i, min(s["ci_high"] + 0.03, 0.75), f"n={s['n']}\njudge failed={s['judge_failures']}{refused}", ha="center",
-                va="bottom", fontsize=8)
+        ax.text(i, min(s["ci_high"] + 0.03, 0.75), f"n={s['n']}\njudge failed={s['judge_failures']}{refused}",
+                ha="center", va="bottom", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("judge accuracy (95% bootstrap CI)")
     ax.set_title(title)
@@ -323,5 +326,133 @@ def verifier_reliability(result: dict, title: str):
     hist.set_xlabel("predicted P(YES)")
     hist.set_ylabel("pairs")
     hist.set_xlim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def data_counts(card: dict):
+    """Bar charts of rows by source, modality and task type, stacked by split. Returns the figure."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [3, 2, 1]})
+    for ax, key, title in zip(axes, ("by_source", "by_modality", "by_task_type"), ("source", "modality", "task type")):
+        labels = list(card[key])
+        bottom = np.zeros(len(labels))
+        for split in card["splits"]:
+            vals = np.asarray([card[key][lab].get(split, 0) for lab in labels], dtype=float)
+            ax.bar(range(len(labels)), vals, bottom=bottom, label=split)
+            bottom += vals
+        ax.set_xticks(range(len(labels)), [lab.replace("synthetic/", "") for lab in labels], rotation=60, ha="right",
+                      fontsize=8)
+        ax.bar_label(ax.containers[-1], labels=[str(int(b)) for b in bottom], fontsize=7, padding=1)
+        ax.set_title(f"rows by {title}")
+    axes[0].set_ylabel("rows")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def answer_lengths(dsdict):
+    """Histogram of reference-answer length in words, per split. Returns the figure."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    all_lengths = [len(a.split()) for ds in dsdict.values() for a in ds["answer"]] or [1]
+    bins = np.arange(0, max(all_lengths) + 2) if max(all_lengths) < 40 else 40
+    for split, ds in dsdict.items():
+        ax.hist([len(a.split()) for a in ds["answer"]], bins=bins, alpha=0.6, label=split)
+    ax.set_xlabel("answer length (words)")
+    ax.set_ylabel("rows")
+    ax.set_yscale("log")
+    ax.set_title("reference answer lengths")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def image_examples(ds, n: int = 12, seed: int = 0, cols: int = 4):
+    """Grid of image rows with their modality, question and reference answer. Returns the figure."""
+    from medix_lib.data import has_image
+
+    idx = [i for i, has in enumerate(has_image(ds)) if has]
+    random.Random(seed).shuffle(idx)
+    idx = idx[:n]
+    rows = max(1, math.ceil(len(idx) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, idx):
+        row = ds[i]
+        thumb = row["image"].copy()
+        thumb.thumbnail((160, 160))  # keeps the saved PNG/SVG small; the panel is ~3 inches wide anyway
+        ax.imshow(thumb)
+        title = f"<{row['modality']}>\nQ: {row['question']}\nA: {row['answer']}"
+        ax.set_title("\n".join(textwrap.wrap(title, 36, replace_whitespace=False)[:6]), fontsize=7, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def bench_summary(result: dict):
+    """The performance harness on one page: judge ways, HTTP concurrency, reward per component, reward scaling;
+    each panel says the machine's load while it was measured."""
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    local, http, reward = result["judge_local"], result["judge_http"], result["reward"]
+    ax = axes[0]
+    names = ["release\n(serial)", "this layer\n(cold)", "this layer\n(warm)"]
+    values = [local["release_seconds"], local["layer_cold"]["seconds"], max(local["layer_warm"]["seconds"], 1e-4)]
+    ax.bar(names, values, color=[PALETTE[3], PALETTE[0], PALETTE[2]])
+    ax.set_yscale("log")
+    ax.bar_label(ax.containers[0], labels=[f"{v:.2g} s" for v in values], fontsize=8)
+    ax.set_ylabel("seconds (log)")
+    ax.set_title(f"judge, {local['items']} items: {local['speedup_cold']:.0f}x\nload {local['load_before']}",
+                 fontsize=10)
+    ax = axes[1]
+    conc = list(http["throughput"])
+    ax.bar([str(c) for c in conc], [http["throughput"][c]["items_per_s"] for c in conc], color=PALETTE[0])
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("items / s")
+    ax.set_title(f"HTTP judge, {http['latency_s'] * 1000:.0f} ms latency: {http['concurrency_64_over_1']:.0f}x\n"
+                 f"load {http['load_before']}", fontsize=10)
+    ax = axes[2]
+    parts = reward["seconds_per_component"]
+    ax.bar(list(parts), list(parts.values()), color=[COMPONENT_COLORS.get(k, PALETTE[4]) for k in parts])
+    ax.set_ylabel("seconds per GRPO batch")
+    share = reward["share_of_grpo_step"]
+    ax.set_title(f"reward, {reward['completions']} completions"
+                 + (f": {100 * share:.1f}% of a step" if share else "") + f"\nload {reward['load_before']}",
+                 fontsize=10)
+    ax = axes[3]
+    sizes = [s["completions"] for s in result["scaling"]]
+    ax.plot(sizes, [s["seconds"] for s in result["scaling"]], "o-", color=PALETTE[0], label="seconds")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("completions")
+    ax.set_ylabel("seconds")
+    twin = ax.twinx()
+    twin.plot(sizes, [s["peak_rss_mb"] for s in result["scaling"]], "s--", color=PALETTE[1], label="peak RSS (MB)")
+    twin.set_ylabel("peak RSS (MB)")
+    twin.grid(False)
+    ax.set_title(f"reward scaling\nload {result['scaling'][-1]['load']}", fontsize=10)
+    m = result["machine"]
+    fig.suptitle(f"medix bench ({result['mode']}): {m['cpu']}, {m['cpu_count']} cores", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def verifier_clinical_classes(result: dict, title: str, target: float = 0.90):
+    """AUC per class of the hand-written clinical pairs, one bar group per method, the target dashed."""
+    methods = result["methods"]
+    classes = list(next(iter(methods.values()))["clinical_per_class_auc"])
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    width = 0.8 / len(methods)
+    colors = _verifier_colors(list(methods))
+    for i, (name, m) in enumerate(methods.items()):
+        values = [m["clinical_per_class_auc"][c] or 0.0 for c in classes]
+        ax.bar(np.arange(len(classes)) + i * width, values, width, label=f"{name} (all: {m['clinical_auc']:.2f})",
+               color=colors[name])
+    ax.axhline(target, ls="--", color="0.3", lw=1)
+    ax.axhline(0.5, ls=":", color="0.6", lw=1)
+    ax.set_xticks(np.arange(len(classes)) + width * (len(methods) - 1) / 2, [c.replace("_", " ") for c in classes],
+                  rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("AUC")
+    n = result["pair_counts"]["clinical"]
+    ax.set_title(f"{title} (n={sum(sum(v.values()) for v in n.values())})")
+    ax.legend(fontsize=7.5, loc="lower left")
     fig.tight_layout()
     return fig

@@ -10,57 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from medix_lib import config, models
-from medix_lib.rewards import RewardSettings
-
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
-
-
-@dataclass
-class TrainParams(config.StageParams, RewardSettings):
-    dataset_dir: str
-    policy_model: str
-    use_unsloth: bool
-    load_in_4bit: bool
-    max_train_rows: int
-    text_only: bool
-    lora_r: int
-    lora_alpha: int
-    lora_last_layers: int
-    learning_rate: float
-    weight_decay: float
-    max_grad_norm: float
-    max_steps: int
-    num_generations: int
-    per_device_train_batch_size: int
-    gradient_accumulation_steps: int
-    max_completion_length: int
-    temperature: float
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"]
-    importance_sampling_level: Literal["token", "sequence"]
-    beta: float
-    epsilon: float
-    epsilon_high: float
-    logging_steps: int
-    warmup_steps: int
-    warmup_learning_rate: float
-
-    def check(self) -> None:
-        self.check_rewards()
-        models.check_model_name(self.policy_model, "causal_lm")
-        if self.num_generations < 2:
-            raise config.ParamsError("parameter 'num_generations' must be >= 2: advantages are relative to a group")
-        # TRL's generation batch is per_device_train_batch_size * steps_per_generation (= grad accumulation steps).
-        generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
-        if generation_batch % self.num_generations:
-            raise config.ParamsError(
-                f"per_device_train_batch_size * gradient_accumulation_steps = {generation_batch} must be divisible by "
-                f"num_generations = {self.num_generations}")
-
+from medix_lib import models, rewards
+from medix_lib.params import TrainParams
 
 def prepare_dataset(cfg: TrainParams, split: str = "train"):
     """The GRPO training rows: conversational prompt plus the reward columns (answer, modality, question).
@@ -191,7 +144,7 @@ def train(cfg: TrainParams, dataset, warmup_rows=None, progress: bool = True) ->
         model.save_pretrained(str(out / "sft_model"))
     from trl import GRPOConfig, GRPOTrainer
 
-    reward_funcs, reward_weights = cfg.build()
+    reward_funcs, reward_weights = rewards.build(cfg)
     args = GRPOConfig(
         output_dir=str(out / "checkpoints"),
         use_cpu=not use_gpu,

@@ -1,5 +1,5 @@
 """The judge layer: rules, deduplication, cache, HTTP backend against real and fault-injecting loopback servers,
-the local logits backend, prompt-injection hardening, meta-evaluation and the ``judge`` CLI."""
+the local logits backend, prompt-injection hardening and meta-evaluation."""
 
 import asyncio
 import json
@@ -7,10 +7,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,120 +16,9 @@ import pytest
 from medix_lib import judge as J
 from medix_lib import models
 from medix_lib.judge import Judge, JudgeItem
+from tests.judge_doubles import StubServer, http_judge
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-# --------------------------------------------------------------------------- a loopback server that injects faults
-class StubServer:
-    """OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1:0 whose behaviour is chosen by a marker in the
-    predicted answer: SLOW (sleeps past the client timeout), E500 (always 500), FLAKY (500 twice, then fine),
-    GARBAGE (a sentence, not a verdict), NOTJSON, DROP (closes the connection without a reply), LOGPROBS (sends
-    top_logprobs). Otherwise it answers YES when the prediction says "heart attack", else NO."""
-
-    def __init__(self, latency: float = 0.0):
-        self.latency = latency
-        self.requests: list[dict] = []  # every request body received
-        self.headers: list[dict] = []
-        self.in_flight = self.max_in_flight = 0
-        self.healed = False  # flips E500 to healthy, to test that failures are retried on a rerun
-        self.lock = threading.Lock()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with stub.lock:
-                    stub.requests.append(body)
-                    stub.headers.append(dict(self.headers))
-                    stub.in_flight += 1
-                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
-                    seen = sum(r["messages"] == body["messages"] for r in stub.requests)
-                try:
-                    stub.respond(self, body["messages"][-1]["content"].split("Predicted answer")[-1], seen)
-                finally:
-                    with stub.lock:
-                        stub.in_flight -= 1
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-
-    def respond(self, handler, prediction: str, seen: int):
-        time.sleep(self.latency)
-        if "DROP" in prediction:
-            handler.close_connection = True
-            handler.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if "SLOW" in prediction:
-            time.sleep(2.0)
-        if ("E500" in prediction and not self.healed) or ("FLAKY" in prediction and seen <= 2):
-            return self.send(handler, 500, b'{"error": "overloaded"}')
-        if "NOTJSON" in prediction:
-            return self.send(handler, 200, b"<html>gateway says hi</html>")
-        text = ("Well, that depends on the context." if "GARBAGE" in prediction
-                else "YES" if "heart attack" in prediction.lower() else "NO")
-        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-        if "LOGPROBS" in prediction:
-            choice["logprobs"] = {"content": [{"token": "YES", "logprob": -0.2, "top_logprobs": [
-                {"token": "YES", "logprob": -0.2}, {"token": "NO", "logprob": -1.8}, {"token": "Maybe", "logprob": -4}]}]}
-        self.send(handler, 200, json.dumps({"id": "x", "object": "chat.completion", "choices": [choice]}).encode())
-
-    @staticmethod
-    def send(handler, status: int, payload: bytes):
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def stub():
-    server = StubServer()
-    yield server
-    server.close()
-
-
-def http_judge(url: str, **kwargs) -> Judge:
-    options = {"timeout": 0.5, "max_retries": 2, "concurrency": 8, **kwargs}
-    backend_options = {"backoff": 0.01, **options.pop("backend_options", {})}
-    return Judge(backend="openai", model="stub-judge", base_url=url, backend_options=backend_options, **options)
-
-
-class CountingBackend:
-    """Answers P(YES) = 0.9 for predictions containing 'attack', else 0.1, and records every prompt it is given."""
-
-    name = "counting"
-    calls: list[list] = []
-
-    def __init__(self, model: str):
-        self.model = model
-
-    def identity(self) -> str:
-        return self.model
-
-    def score(self, prompts, progress=False):
-        CountingBackend.calls.append(prompts)
-        return [J.Score(p_yes=0.9 if "attack" in p[-1]["content"].split("Predicted")[-1] else 0.1) for p in prompts]
-
-
-@pytest.fixture
-def counting(monkeypatch):
-    monkeypatch.setitem(J.JUDGE_BACKENDS, "counting", CountingBackend)
-    CountingBackend.calls = []
-    return CountingBackend
 
 
 def grpo_batch() -> list[JudgeItem]:
@@ -257,39 +144,6 @@ def test_failures_are_not_cached_and_are_retried_on_rerun(stub, tmp_path):
     second = judge(items)
     assert [v.label for v in second] == [True, True] and [v.cached for v in second] == [True, False]
     assert judge.last_stats.model_calls == 1 and judge.last_stats.cache_hits == 1
-
-
-def test_accuracy_reward_and_evaluator_see_failures(stub):
-    from medix_lib import evaluation
-    from medix_lib.rewards import AccuracyReward
-
-    completions = [f"<OTHER><thinking>.</thinking><answer>{a}</answer>" for a in ["heart attack", "E500", "angina"]]
-    completions.append("no answer block")
-    judge = http_judge(stub.url, max_retries=0)
-    assert AccuracyReward(judge)(completions, answer=["myocardial infarction"] * 4) == [1.0, None, 0.0, 0.0]
-    assert AccuracyReward(judge, failure_value=0.0)(completions, answer=["myocardial infarction"] * 4)[1] == 0.0
-    records = [v.to_dict() for v in judge([JudgeItem("myocardial infarction", p) for p in ["heart attack", "E500"]])]
-    summary = evaluation.summarise(records, 200, 0)
-    assert summary["judge_fail_rate"] == 0.5 and summary["accuracy"] == 1.0
-
-
-@pytest.mark.parametrize("guards", [True, False])
-def test_evaluator_applies_the_answer_guards_before_asking_the_judge(stub, guards):
-    from medix_lib import config, evaluation
-
-    cfg = config.load("04", "smoke", overrides={"answer_guards": guards})
-    ramble = "Heart attack is a medical condition. " * 8  # 48 words against a 2-word reference
-    responses = ["<thinking>.</thinking><answer>heart attack</answer>", f"<answer>{ramble}</answer>",
-                 "<answer>angina or heart attack</answer>"]
-    rows = {"id": ["a", "b", "c"], "question": ["Diagnosis?"] * 3, "answer": ["myocardial infarction"] * 3}
-    judge = http_judge(stub.url)
-    records = evaluation.judge_answers(cfg, judge, rows, responses)
-    if guards:
-        assert [r["rule"] for r in records] == [None, "overlong", "candidate_list"]
-        assert [r["label"] for r in records] == [True, False, False] and judge.last_stats.model_calls == 1
-        assert evaluation.summarise(records, 200, 0)["refused_by_guard"] == 2
-    else:  # the stub says YES to anything mentioning "heart attack": what a lenient judge would do
-        assert [r["label"] for r in records] == [True, True, True] and judge.last_stats.model_calls == 3
 
 
 def test_sync_call_works_inside_a_running_event_loop(stub):
@@ -435,18 +289,6 @@ def test_meta_evaluate_metrics(counting):
     json.dumps(result)  # goes into metrics.json as is
 
 
-def test_meta_evaluation_figure(counting, tmp_path):
-    from medix_lib import plotting
-
-    pairs = [{"a": "mi", "b": b, "label": label, "pair_type": "t"}
-             for b, label in [("heart attack", True), ("angina", False), ("infarct", True), ("panic attack", False)]]
-    results = {"counting": J.meta_evaluate(Judge(backend="counting", model="m"), pairs),
-               "strict": J.meta_evaluate(Judge(backend="counting", model="m", threshold=1.0), pairs)}
-    fig = plotting.judge_meta_evaluation(results, "judges vs gold pairs", mechanics_only=True)
-    paths = plotting.save_figure(fig, tmp_path, "judge_meta")
-    assert all(p.stat().st_size > 0 for p in paths)
-
-
 # --------------------------------------------------------------------------- a real OpenAI-compatible server
 @pytest.fixture(scope="module")
 def transformers_serve():
@@ -499,29 +341,6 @@ def test_real_openai_compatible_server(transformers_serve):
              {"role": "user", "content": "Is heart attack the same as myocardial infarction? Answer YES or NO."}]
     score = J.OpenAIJudge(model, base_url=url, timeout=60).score([asked])[0]
     assert score.error is None and score.label is not None, score
-
-
-# --------------------------------------------------------------------------- CLI
-def test_cli_judge(stub, tmp_path, capsys):
-    from medix_lib import cli
-
-    pairs = tmp_path / "pairs.jsonl"
-    rows = [{"question": "q", "reference": "myocardial infarction", "prediction": p}
-            for p in ["heart attack", "angina", "heart attack", "E500"]]
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    params = tmp_path / "judge.yaml"
-    params.write_text(f"backend: openai\nmodel: stub-judge\nbase_url: {stub.url}\nmax_retries: 0\n")
-    out = tmp_path / "verdicts.jsonl"
-    assert cli.main(["judge", "--input", str(pairs), "--output", str(out), "--params", str(params),
-                     "--cache", str(tmp_path / "c.sqlite")]) == 0
-    got = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [g["label"] for g in got] == [True, False, True, None]
-    assert {"question", "reference", "prediction", "label", "p_yes", "error", "cached", "judge",
-            "prompt_hash"} <= set(got[0])
-    assert "3 unique" in capsys.readouterr().err
-    pairs.write_text('{"reference": "x"}\n')
-    assert cli.main(["judge", "--input", str(pairs), "--output", str(out), "--params", str(params)]) == 2
-    assert "line 1" in capsys.readouterr().err
 
 
 def test_a_broken_cache_costs_speed_not_the_run(counting, tmp_path):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from medix_lib import probes, rewards
+from medix_lib import rewards
+from medix_lib.rewards import probes
 from medix_lib.contract import OutputContract
 
 

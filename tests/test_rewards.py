@@ -1,6 +1,5 @@
 """Reward components, guards, composite and registry; totality under hypothesis; one real TRL GRPO step."""
 
-import dataclasses
 import json
 import math
 import subprocess
@@ -11,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medix_lib import config, rewards
+from medix_lib import config, params, rewards
 from medix_lib.contract import MODALITIES, OutputContract
-from medix_lib.probes import SycophantJudge
+from medix_lib.rewards.probes import SycophantJudge
 
 C = OutputContract()
 
@@ -33,10 +32,8 @@ class RecordingJudge:
         return [SimpleNamespace(label=self.label) for _ in items]
 
 
-def reward_settings(**overrides) -> rewards.RewardSettings:
-    defaults = config.notebook_defaults("02")
-    names = [f.name for f in dataclasses.fields(rewards.RewardSettings)]
-    return rewards.RewardSettings(**{**{n: defaults[n] for n in names}, **overrides})
+def reward_settings(**overrides) -> params.RewardSettings:
+    return params.RewardSettings(**overrides)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +98,7 @@ def test_chat_message_completions():
     ("pneumonia", "lung infection", None),
 ])
 def test_decide(prediction, reference, expected):
-    assert rewards.decide(prediction, reference) == expected
+    assert rewards.rule_verdict(prediction, reference) == expected
 
 
 @pytest.mark.parametrize("answer,reference,question,reason", [
@@ -140,7 +137,7 @@ def test_missing_or_unclosed_answer_tag_is_no_answer_and_no_judge_call():
     texts = ["<X_RAY><thinking>.</thinking>pneumonia", "<X_RAY><thinking>.</thinking><answer>pneumonia", "pneumonia"]
     assert rewards.AccuracyReward(judge)(texts, answer=["pneumonia"] * 3) == [0.0, 0.0, 0.0]
     assert judge.asked == []
-    assert [r["refused"] for r in rewards.inspect(texts, ["pneumonia"] * 3)] == ["no_answer"] * 3
+    assert [r["refused"] for r in rewards.explain(texts, ["pneumonia"] * 3)] == ["no_answer"] * 3
 
 
 def test_guards_can_be_switched_off_for_ablation():
@@ -204,17 +201,17 @@ def test_composite_uses_medix_weights_and_skips_failures():
     funcs = [rewards.AccuracyReward(lambda items: [SimpleNamespace(label=None) for _ in items]),
              rewards.ModalityReward(), rewards.FormatReward()]
     weights = [rewards.MEDIX_WEIGHTS[f.__name__] for f in funcs]
-    table = rewards.score(funcs, weights, [wrap("lung infection"), wrap("pneumonia")], answer=["pneumonia"] * 2,
+    table = rewards.score_components(funcs, weights, [wrap("lung infection"), wrap("pneumonia")], answer=["pneumonia"] * 2,
                           modality=["X_RAY"] * 2)
     assert table["accuracy"] == [None, 1.0]
     assert table["composite"] == [0.145, 0.6625]
 
 
 def test_registry_builds_trl_functions_and_weights():
-    funcs, weights = reward_settings(rewards=["format", "modality"], reward_weights={"format": 0.5}).build()
+    funcs, weights = rewards.build(reward_settings(rewards=["format", "modality"], reward_weights={"format": 0.5}))
     assert [f.__name__ for f in funcs] == ["format", "modality"] and weights == [0.5, 0.045]
     assert set(rewards.REWARDS) == {"accuracy", "semantic", "modality", "format", "composite"}
-    (composite,), (weight,) = reward_settings(rewards=["composite"]).build()
+    (composite,), (weight,) = rewards.build(reward_settings(rewards=["composite"]))
     assert composite.__name__ == "composite" and weight == 1.0
     assert [f.__name__ for f in composite.funcs] == list(rewards.MEDIX_WEIGHTS)
     assert composite.weights == list(rewards.MEDIX_WEIGHTS.values())
@@ -229,7 +226,7 @@ def test_registry_builds_trl_functions_and_weights():
 ])
 def test_bad_reward_params_fail_before_loading(overrides, match):
     with pytest.raises(config.ParamsError, match=match):
-        config.load("02", "smoke", overrides=overrides)
+        params.load("02", "smoke", overrides=overrides)
 
 
 def test_calibration_picks_the_separating_threshold():
@@ -268,7 +265,7 @@ def test_no_string_breaks_a_reward(semantic, completion, reference, question, mo
 @settings(max_examples=12, deadline=None)
 @given(completion=texts, reference=texts)
 def test_no_string_breaks_the_real_judge_reward(completion, reference):
-    judge = reward_settings().make("accuracy")
+    judge = rewards.make(reward_settings(), "accuracy")
     assert in_range(judge([completion], answer=[reference]), allow_none=True)
 
 
@@ -299,7 +296,7 @@ def test_one_grpo_step_with_the_registry(tmp_path):
     # The registry's functions as built from params, except the judge: a stub keeps the step under a minute on CPU
     # (the real judge's reward is exercised above).
     s = reward_settings(rewards=["semantic", "modality", "format"])
-    funcs, weights = s.build()
+    funcs, weights = rewards.build(s)
     funcs, weights = [rewards.AccuracyReward(SycophantJudge(), s.contract()), *funcs], [0.5175, *weights]
     prompt = [{"role": "system", "content": C.system_prompt()}, {"role": "user", "content": "Diagnosis?"}]
     ds = Dataset.from_list([{"prompt": prompt, "answer": "pneumonia", "modality": "X_RAY", "question": "Diagnosis?"},

@@ -3,7 +3,7 @@
 import datasets
 import pytest
 
-from medix_lib import config, policy, training
+from medix_lib import params, policy, training
 from medix_lib.contract import OutputContract
 from medix_lib.data import to_grpo
 
@@ -19,7 +19,7 @@ ROWS = [
 
 @pytest.mark.slow
 def test_format_warmup_teaches_the_contract(tmp_path):
-    cfg = config.load("03", "smoke", tmp_path / "03_train_grpo" / "t",
+    cfg = params.load("03", "smoke", tmp_path / "03_train_grpo" / "t",
                       {"warmup_steps": 16, "warmup_learning_rate": 2e-3, "per_device_train_batch_size": 4,
                        "num_generations": 4})
     contract = OutputContract()

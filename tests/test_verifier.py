@@ -1,14 +1,16 @@
-"""The trained answer verifier: gold pairs split by concept, training scores pairs exactly as the judge backend does,
-the cached artifact is reused, and a real CI-sized training run beats the zero-shot judge."""
+"""The answer verifier: gold pairs split by concept, training scores pairs exactly as the judge backend does, the
+shipped weights match their record, and training is deterministic and resumes after a kill."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from medix_lib import artifacts, models
 from medix_lib import judge as J
-from medix_lib import models
 from medix_lib import verifier as V
+from medix_lib.text import normalise
+from medix_lib.verifier import trainer
+from medix_lib.verifier.pairs import _CARRIERS, _FILLERS, _LEADS, _split_share
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +28,9 @@ def test_split_is_concept_disjoint_and_covers_every_pair_type(pairs):
         asym = [p.label for p in ps if p.kind == "negation-asym"]
         assert any(asym) and not all(asym), f"{split}: negation-asym needs both labels"
     # Texts are split too: concepts sharing a name or synonym are one unit, so a test answer never appears in train.
-    train_texts = {J.normalise(t) for p in pairs["train"] if p.kind in V.YES_TYPES for t in (p.reference,
+    train_texts = {normalise(t) for p in pairs["train"] if p.kind in V.YES_TYPES for t in (p.reference,
                                                                                               p.prediction)}
-    test_texts = {J.normalise(t) for p in pairs["test"] if p.kind in V.YES_TYPES for t in (p.reference,
+    test_texts = {normalise(t) for p in pairs["test"] if p.kind in V.YES_TYPES for t in (p.reference,
                                                                                             p.prediction)}
     assert not train_texts & test_texts
 
@@ -38,12 +40,12 @@ def test_answer_phrasings_are_split_like_concepts(pairs):
     import re
 
     verbose = {s: [p.prediction.lower() for p in pairs[s] if p.kind == "verbose"] for s in ("train", "test")}
-    for pool in (V._FILLERS, V._LEADS):
+    for pool in (_FILLERS, _LEADS):
         used = {s: {f for f in pool if any(f.lower() in t for t in verbose[s])} for s in verbose}
         for split in verbose:
-            assert used[split] and used[split] <= set(V._split_share(pool, split)), (split, used[split])
+            assert used[split] and used[split] <= set(_split_share(pool, split)), (split, used[split])
     test_carriers = [re.compile(r"(?:.*\. )?" + re.escape(c).replace(re.escape("{x}"), ".+"), re.I)
-                     for c in V._split_share(V._CARRIERS, "test")]
+                     for c in _split_share(_CARRIERS, "test")]
     sentences = [p for p in pairs["test"] if p.kind == "verbose" and p.label]
     assert sentences and all(any(c.fullmatch(p.prediction) for c in test_carriers) for p in sentences)
 
@@ -65,7 +67,7 @@ def test_pairs_are_deterministic_and_never_trivially_equal(pairs):
     again = V.build_pairs(V.PRESETS["ci"].pairs)
     assert again == pairs
     for ps in pairs.values():
-        assert all(J.normalise(p.reference) != J.normalise(p.prediction) for p in ps)
+        assert all(normalise(p.reference) != normalise(p.prediction) for p in ps)
 
 
 def test_length_batches_cover_every_row_once_and_pad_less_than_random_batches(pairs):
@@ -92,7 +94,24 @@ def test_check_disjoint_names_the_crossing_concept():
         V.check_disjoint(bad)
 
 
-def test_unknown_preset_and_bad_layer_counts_name_the_problem():
+def test_new_pair_types_cover_organs_and_cross_negation(pairs):
+    organ = [p for p in pairs["train"] if p.kind == "organ-swap"]
+    assert organ and not any(p.label for p in organ)
+    # the two texts share everything but the organ word
+    assert sum(len(set(normalise(p.reference).split()) ^ set(normalise(p.prediction).split())) <= 3
+               for p in organ) > 0.8 * len(organ)
+    cross = [p.label for s in pairs.values() for p in s if p.kind == "cross-negation"]
+    assert any(cross) and not all(cross)
+
+
+def test_no_training_pair_repeats_a_held_out_clinical_pair(pairs):
+    """The hand-written clinical set measures the verifier; none of its pairs may be trained on."""
+    clinical = {frozenset((normalise(p.reference), normalise(p.prediction))) for p in V.clinical_pairs()}
+    trained = {frozenset((normalise(p.reference), normalise(p.prediction))) for p in pairs["train"]}
+    assert not clinical & trained
+
+
+def test_unknown_preset_and_bad_layer_counts_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="unknown verifier preset 'fast'.*smoke, ci, gpu"):
         V.preset("fast")
     with pytest.raises(ValueError, match="keep_layers=99"):
@@ -104,12 +123,12 @@ def test_unknown_preset_and_bad_layer_counts_name_the_problem():
                 self.model = nn.Module()
                 self.model.layers = nn.ModuleList([nn.Linear(1, 1)] * 3)
 
-        V.truncate(Fake(), 99)
+        models.truncate(Fake(), 99)
     with pytest.raises(ValueError, match="lr_schedule='cosine'; valid: linear, constant"):
-        V.train(V.VerifierConfig(lr_schedule="cosine"), Path("unused"))
+        V.train(V.VerifierConfig(lr_schedule="cosine"), tmp_path / "unused")
 
 
-def test_cache_key_changes_with_data_training_and_base():
+def test_config_key_changes_with_data_training_and_base():
     base = V.PRESETS["ci"]
     keys = {base.key(), V.VerifierConfig(**{**base.__dict__, "learning_rate": 1e-4}).key(),
             V.VerifierConfig(**{**base.__dict__, "pairs": V.PairConfig(seed=1)}).key(),
@@ -117,58 +136,105 @@ def test_cache_key_changes_with_data_training_and_base():
     assert len(keys) == 4
 
 
-def test_alias_resolves_through_models_to_the_cached_verifier(monkeypatch, tmp_path):
-    calls = []
-    monkeypatch.setattr(V, "ensure", lambda preset: calls.append(preset) or tmp_path)
-    assert models.check_model_name("medix-verifier-135m", "causal_lm") == "medix-verifier-135m"
-    assert calls == []  # validating params never trains
-    assert models.resolve_path("medix-verifier-135m") == str(tmp_path)
-    assert calls == ["smoke"]
+# --- the shipped verifier ------------------------------------------------------------------------------------------
+
+
+def test_shipped_weights_match_their_record():
+    tensors, rec = artifacts.load_tensors(V.ARTIFACT)  # checks the sha256 against the record
+    assert rec["name"] == V.ARTIFACT and rec["config_key"] == V.PRESETS["smoke"].key()
+    assert rec["pairs_version"] == V.PAIRS_VERSION and 0.0 < rec["threshold"] < 1.0
+    from transformers import AutoConfig
+
+    base = AutoConfig.from_pretrained(models.resolve_path(rec["base_model"]))
+    first, last = rec["config"]["train_layers"]
+    adapted = {k.removesuffix(".lora_A") for k in tensors if k.endswith(".lora_A")}
+    assert {int(k.split(".")[2]) for k in adapted} == set(range(first, last))
+    assert len(adapted) == (last - first) * len(trainer.LORA_MODULES)
+    rank = rec["config"]["ship_rank"]
+    for key in adapted:
+        a, b = tensors[key + ".lora_A"], tensors[key + ".lora_B"]
+        assert a.shape[0] == b.shape[1] == rank
+        expected_in = base.intermediate_size if key.endswith("down_proj.weight") else base.hidden_size
+        assert a.shape[1] == expected_in
+    assert tuple(tensors["model.norm.weight"].shape) == (base.hidden_size,)
+
+
+def test_an_altered_weight_file_is_refused(tmp_path):
+    import shutil
+
+    copy = tmp_path / "verifier"
+    shutil.copytree(artifacts.directory(V.ARTIFACT), copy)
+    with open(copy / artifacts.WEIGHTS, "r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\x00" * 8)
+    with pytest.raises(artifacts.ArtifactError, match="changed without retraining"):
+        artifacts.verified_weights(copy)
 
 
 @pytest.mark.slow
-def test_training_forward_scores_like_the_judge_backend():
-    """Training runs each batch's shared prefix with gradients and no copy; the backend reuses one prefix cache for
-    a whole call. Both must give the same P(YES), or the verifier would be trained on a different function."""
-    import torch
-
-    items = [p.item() for p in V.clinical_pairs()[:6]]
-    tokenizer = models.load_tokenizer("smollm2-135m-instruct")
-    model = models.load_causal_lm("smollm2-135m-instruct", "cpu")
-    seqs = [V.prompt_ids(tokenizer, it, J.REWARD_TEMPLATE) for it in items]
-    prefix = seqs[0][0]
-    logits = J.next_token_logits(model, [tail for _, tail in seqs], len(prefix), J.prefix_cache(model, prefix),
-                                 tokenizer.pad_token_id).float()
-    yes_ids, no_ids = V.yes_no_ids(tokenizer)
-    ours = torch.sigmoid(torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)).tolist()
-    assert ours == pytest.approx(V.score("smollm2-135m-instruct", items, batch_size=4), abs=1e-4)
+def test_shipped_verifier_reproduces_its_recorded_validation_scores(monkeypatch):
+    """Loading assembles base + shipped delta (no training), and a sample of the recorded validation pairs scores as
+    recorded (fp32 on any CPU), so the recorded AUC and threshold belong to these weights."""
+    monkeypatch.setattr(trainer, "_train", lambda *a, **k: pytest.fail("loading the shipped verifier trained"))
+    rows = [json.loads(line)
+            for line in (artifacts.directory(V.ARTIFACT) / "validation.jsonl").read_text().splitlines()]
+    sample = rows[::len(rows) // 48][:48]
+    items = [J.JudgeItem(r["reference"], r["prediction"]) for r in sample]
+    scores = V.score(V.ARTIFACT, items, dtype="float32")
+    assert scores == pytest.approx([r["p_yes"] for r in sample], abs=2e-3)
+    labels = [r["label"] for r in sample]
+    assert trainer._auc(labels, scores) == pytest.approx(trainer._auc(labels, [r["p_yes"] for r in sample]), abs=0.01)
+    assert J.Judge().p_yes_threshold == artifacts.record(V.ARTIFACT)["threshold"]  # judge_threshold: auto
 
 
-@pytest.fixture(scope="module")
-def ci_verifier():
-    """The CI preset trained for real (~3 min on 2 cores) the first time on a machine, then cached."""
-    return V.ensure("ci", progress=False)
+# --- training ------------------------------------------------------------------------------------------------------
+
+TRAIN = """
+import sys
+from pathlib import Path
+from medix_lib import verifier as V
+V.train("ci", Path(sys.argv[1]), progress=False)
+"""
 
 
-@pytest.mark.slow
-def test_cache_hit_skips_training(ci_verifier, monkeypatch):
-    record = json.loads((ci_verifier / "verifier.json").read_text())
-    assert record["key"] == V.PRESETS["ci"].key() and record["train_pairs_seen"] > 0
-    assert (ci_verifier / "config.json").exists() and (ci_verifier / "tokenizer.json").exists()
-    monkeypatch.setattr(V, "train", lambda *a, **k: pytest.fail("cache hit must not train"))
-    assert V.ensure("ci") == ci_verifier
-    assert not list(ci_verifier.parent.glob(f"{ci_verifier.name}.partial-*"))
+def _tensors(folder):
+    return artifacts.load_tensors(folder)[0]
 
 
 @pytest.mark.slow
-def test_trained_verifier_beats_zero_shot_through_the_judge(ci_verifier, pairs):
-    fixed = pairs["validation"]
-    labels = [p.label for p in fixed]
-    verdicts = J.Judge(model=str(ci_verifier), template=J.REWARD_TEMPLATE)([p.item() for p in fixed])
-    assert all(v.error is None for v in verdicts)
-    trained = V._auc(labels, [v.p_yes for v in verdicts])
-    zero_shot = V._auc(labels, V.score("smollm2-135m-instruct", [p.item() for p in fixed]))
-    assert trained > zero_shot + 0.05, (trained, zero_shot)
-    # The eval template is trained too, and scored by the same rule.
-    eval_auc = V._auc(labels, V.score(str(ci_verifier), [p.item() for p in fixed], template=J.EVAL_TEMPLATE))
-    assert eval_auc > zero_shot, (eval_auc, zero_shot)
+def test_training_resumes_after_a_kill_and_ends_where_an_uninterrupted_run_ends(tmp_path):
+    """Deterministic or it fails: an uninterrupted CI-sized run, and one killed with SIGKILL after its first
+    checkpoint and started again, ship the same weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    done = subprocess.run([sys.executable, "-c", TRAIN, str(whole)], capture_output=True, text=True, env=env,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    checkpoint = trainer.checkpoint_path(V.PRESETS["ci"], resumed)
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(resumed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "no checkpoint was written"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (resumed / artifacts.WEIGHTS).exists(), "nothing ships before the run is complete"
+    done = subprocess.run([sys.executable, "-c", TRAIN, str(resumed)], capture_output=True, text=True, env=env,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = _tensors(whole), _tensors(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key].float() - b[key].float()).abs().max().item() < 1e-6, key
+    rec = artifacts.record(resumed)
+    assert rec["validation"]["auc"] == artifacts.record(whole)["validation"]["auc"]
+    assert set(rec["clinical_heldout"]["per_class_auc"]) == {p.kind.removeprefix("clinical/")
+                                                             for p in V.clinical_pairs()}
+    assert not checkpoint.exists()

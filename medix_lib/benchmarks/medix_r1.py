@@ -1,0 +1,65 @@
+"""The MediX-R1 release's RL data, ``MBZUAI/medix-rl-data`` (~51.3K train / 2.45K test rows, text and image rows).
+
+Layout read by :func:`load_medix_r1` (the release's training scripts read it with ``prompt_key=problem``,
+``answer_key=solution``, ``image_key=image``): ``data/{train,test}-*.parquet`` with ``id``, ``image`` (a list of
+images, empty for text-only rows), ``source`` (the dataset the row came from), ``problem`` (the question, with an
+``<image>`` placeholder on image rows) and ``solution`` = ``"<MODALITY_TAG> answer"``; the tag is the row's
+modality, one of the 16 contract tags (text rows carry one too).
+
+The release's evaluation sets (``sahalshajim/medix-eval-sets``: configs ``pubmedqa``, ``pmc_vqa``,
+``pmc_vqa_hard``, ``mimic_cxr``) have each benchmark's own columns and are read by those benchmarks' loaders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from medix_lib.contract import check_modality
+from medix_lib.data import DataError
+
+from ._common import ImageFolders, RowStream, Split, locate, make_row, resolve_split, task_for_answer, text
+
+_SOLUTION = re.compile(r"^\s*<([A-Za-z_]+)>\s*(.*)$", re.S)
+_SPLITS = (Split("train", ("train",)), Split("test", ("test",)))
+
+
+def parse_solution(solution: str, rid="?") -> tuple[str, str]:
+    """``(modality tag, answer)`` from a release ``solution``.
+
+    >>> parse_solution("<x_ray> Right lung")
+    ('X_RAY', 'Right lung')
+    """
+    m = _SOLUTION.match(solution)
+    if not m:
+        raise DataError("medix_r1", rid, "solution", f"expected '<MODALITY_TAG> answer', got {solution[:80]!r}")
+    try:
+        modality = check_modality(m.group(1))
+    except ValueError as err:
+        raise DataError("medix_r1", rid, "solution", str(err)) from None
+    if not m.group(2).strip():
+        raise DataError("medix_r1", rid, "solution", "has a modality tag but no answer")
+    return modality, m.group(2).strip()
+
+
+def load_medix_r1(source: str | Path = "MBZUAI/medix-rl-data", split: str = "test", image_size: int | None = None,
+                  limit: int | None = None, image_root: str | Path | None = None) -> RowStream:
+    """The release's rows; ``source`` of each row is ``medix_r1/<the row's source>``."""
+    name = "medix_r1"
+    sp = resolve_split(name, split, _SPLITS)
+
+    def make(stats: Counter):
+        found = locate(name, source, sp, ("data/{split}-*.parquet", "{split}-*.parquet", "{split}.parquet",
+                                          "{split}.jsonl"))
+        images = ImageFolders.under(name, image_root, found.root)
+        for i, rec in enumerate(found.records()):
+            rid = rec.get("id", i)
+            modality, answer = parse_solution(text(rec, "solution", name, rid), rid)
+            question = re.sub(r"<image>\s*", "", text(rec, "problem", name, rid)).strip()
+            ok, img = images.open(rec.get("image"), rid, "image", image_size, stats, required=False)
+            if ok:
+                yield make_row(name, rid, sp, question, answer, modality, task_for_answer(answer), img,
+                               source=f"{name}/{rec.get('source') or 'unknown'}")
+
+    return RowStream(name, make, limit)

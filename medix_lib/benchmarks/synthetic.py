@@ -1,0 +1,53 @@
+"""This project's offline evaluation split: the rows notebook 01 synthesises from real ontologies and DICOM images.
+
+Layout read by :func:`load_synthetic`: the ``datasets.DatasetDict`` notebook 01 writes with ``save_to_disk`` to
+``outputs/01_synthesize_data/<variant>/dataset`` (splits ``train`` and ``test``), whose rows already have the
+schema's columns. Two tasks read its ``test`` split: ``synthetic_text`` (rows without an image) and
+``synthetic_image`` (rows with one).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import datasets
+
+from medix_lib.data import ROW_COLUMNS
+
+from ._common import ImageFolders, RowStream, Split, resolve_split
+
+OUTPUTS = Path(__file__).resolve().parents[2] / "outputs"
+KINDS = ("text", "image")
+_SPLITS = (Split("train", ("train",)), Split("test", ("test",)))
+
+
+def default_source(variant: str = "smoke") -> Path:
+    return OUTPUTS / "01_synthesize_data" / variant / "dataset"
+
+
+def load_synthetic(source: str | Path | None = None, split: str = "test", kind: str = "text",
+                   image_size: int | None = None, limit: int | None = None, variant: str = "smoke") -> RowStream:
+    """Rows of notebook 01's dataset (``source``, else the ``variant``'s output folder) with or without images."""
+    if kind not in KINDS:
+        raise ValueError(f"synthetic: unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    name = f"synthetic_{kind}"
+    sp = resolve_split(name, split, _SPLITS)
+    path = Path(source).expanduser() if source is not None else default_source(variant)
+
+    def make(stats: Counter):
+        if not (path / "dataset_dict.json").is_file():
+            raise FileNotFoundError(f"{name}: no saved DatasetDict at {path}; run notebook 01 (variant "
+                                    f"{variant!r}) or pass source=<its output>/dataset")
+        # Undecoded, so rows of the other kind never pay for an image decode.
+        ds = datasets.load_from_disk(str(path))[sp.name].cast_column("image", datasets.Image(decode=False))
+        images = ImageFolders.under(name, None, path)
+        for row in ds:
+            if (row["image"] is not None) != (kind == "image"):
+                stats["filtered_other_kind"] += 1
+                continue
+            ok, img = images.open(row["image"], row["id"], "image", image_size, stats, required=kind == "image")
+            if ok:
+                yield {**{c: row[c] for c in ROW_COLUMNS}, "image": img, "split": sp.schema}
+
+    return RowStream(name, make, limit)

@@ -1,0 +1,305 @@
+"""Every stage's parameters, with their defaults: the one place a default lives.
+
+A notebook's ``parameters`` cell mirrors its dataclass here (a test fails on drift); ``params/NN_slug/<variant>.yaml``
+files hold only what a variant changes; the CLI and the library read the same defaults. The defaults are the offline
+``smoke`` profile, so a notebook opened in JupyterLab runs as ``make demo`` does.
+
+Following a setting from a params file to its use is one hop per layer: YAML -> :func:`load` -> the stage dataclass
+-> ``cfg.judge()`` / ``rewards.build(cfg)`` / ``training.train(cfg, ...)`` -> the library object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from medix_lib import config, models
+from medix_lib.config import ParamsError, StageParams
+from medix_lib.contract import OutputContract
+from medix_lib.data import SYNTH_SOURCES
+from medix_lib.judge import DEFAULT_BACKEND, DEFAULT_MODEL, EVAL_TEMPLATE, REWARD_TEMPLATE, Judge, machine_cache_path
+from medix_lib.rewards import COMPONENTS, DEFAULT_EMBEDDER, MEDIX_WEIGHTS, REWARDS, SemanticReward
+
+POLICY_MODEL = "smollm2-135m-instruct"  # the offline policy of the smoke profile
+# Models notebook 04 compares: name -> LoRA adapter written by notebook 03, relative to the outputs root ("": the base)
+SMOKE_CANDIDATES = {"base": "", "warmup": "03_train_grpo/smoke/sft_model", "grpo": "03_train_grpo/smoke/model"}
+
+
+@dataclass
+class SynthesisParams(StageParams):
+    """Notebook 01: the offline set's size and make-up."""
+
+    n_text: int = 120  # text-only rows, spread evenly over the 13 text question families
+    n_image: int = 40  # image rows, spread evenly over the bundled pictures
+    image_size: int = 224  # images are RGB, letterboxed to image_size x image_size pixels
+    test_fraction: float = 0.2  # share of concepts (and of pictures) held out for test
+    sources: list[str] = field(default_factory=lambda: list(SYNTH_SOURCES))  # subset of data.SYNTH_SOURCES
+    n_example_images: int = 12  # images in the example grid
+
+    def check(self) -> None:
+        for key in ("n_text", "n_image", "n_example_images"):
+            if getattr(self, key) < 0:
+                raise ParamsError(f"parameter {key!r} must be >= 0, got {getattr(self, key)}")
+        if self.n_text + self.n_image == 0:
+            raise ParamsError("parameters 'n_text' and 'n_image' are both 0: the dataset would be empty")
+        if not 16 <= self.image_size <= 2048:
+            raise ParamsError(f"parameter 'image_size' must be in [16, 2048], got {self.image_size}")
+        if not 0 < self.test_fraction < 1:
+            raise ParamsError(f"parameter 'test_fraction' must be in (0, 1), got {self.test_fraction}")
+        unknown = [s for s in self.sources if s not in SYNTH_SOURCES]
+        if unknown:
+            raise ParamsError(f"parameter 'sources' has unknown {unknown}; valid: {', '.join(SYNTH_SOURCES)}")
+
+
+@dataclass
+class JudgeSettings:
+    """The judge, wherever one is used (rewards, evaluation, ``python -m medix_lib judge``)."""
+
+    judge_backend: str = DEFAULT_BACKEND  # "transformers" (local logits) or "openai" (any OpenAI-compatible server)
+    judge_model: str = DEFAULT_MODEL  # the shipped offline verifier; release: Qwen3-4B-Instruct-2507
+    judge_threshold: float | Literal["auto"] = "auto"  # P(YES) at or above this is YES; auto: the model's own
+    judge_show_question: bool = False  # the release never shows the judge the question
+
+    def judge(self, template: str = REWARD_TEMPLATE) -> Judge:
+        return Judge(backend=self.judge_backend, model=self.judge_model, template=template,
+                     threshold=self.judge_threshold, show_question=self.judge_show_question,
+                     cache_path=machine_cache_path())
+
+    def check_judge(self) -> None:
+        models.check_model_name(self.judge_model, "causal_lm")
+        if self.judge_threshold != "auto" and not 0.0 <= self.judge_threshold <= 1.0:
+            raise ParamsError(f"parameter 'judge_threshold' must be 'auto' or in [0, 1], got {self.judge_threshold}")
+
+
+@dataclass
+class ContractSettings:
+    reasoning_tag: str = OutputContract.reasoning_tag  # reasoning block tag (the paper's figures say "think")
+    answer_tag: str = OutputContract.answer_tag  # answer block tag
+
+    def contract(self) -> OutputContract:
+        try:
+            return OutputContract(self.reasoning_tag, self.answer_tag)
+        except ValueError as err:
+            raise ParamsError(f"parameters 'reasoning_tag'/'answer_tag': {err}") from None
+
+
+@dataclass
+class RewardSettings(ContractSettings, JudgeSettings):
+    """Reward knobs shared by notebook 02 (design) and 03 (training); ``rewards.build(settings)`` turns them into
+    TRL reward functions and weights."""
+
+    rewards: list[str] = field(default_factory=lambda: list(COMPONENTS))  # components used (any subset) or composite
+    reward_weights: dict[str, float] = field(default_factory=lambda: dict(MEDIX_WEIGHTS))  # MediX-R1 weights
+    answer_guards: bool = True  # refuse hacked answers (judge instructions, candidate lists, ...) before scoring
+    semantic_model: str = DEFAULT_EMBEDDER  # sentence-transformers embedder (release: MedEmbed-large-v0.1)
+    semantic_mode: Literal["threshold", "continuous"] = SemanticReward.MODE  # "threshold" (paper) or "continuous"
+    semantic_threshold: float = SemanticReward.THRESHOLD  # cosine at or above this scores 1 (paper: 0.8)
+    semantic_floor: float = SemanticReward.FLOOR  # continuous mode: cosine mapped from [floor, 1] to [0, 1]
+
+    def check_rewards(self) -> None:
+        for name in self.rewards:
+            if name not in REWARDS:
+                raise ParamsError(f"parameter 'rewards': unknown reward {name!r}; valid: {', '.join(REWARDS)}")
+        if not self.rewards or len(set(self.rewards)) != len(self.rewards):
+            raise ParamsError(f"parameter 'rewards' must list distinct rewards, got {self.rewards}")
+        if "composite" in self.rewards and len(self.rewards) > 1:
+            raise ParamsError("parameter 'rewards': 'composite' already contains every component; use it alone or "
+                              "list components")
+        extra = set(self.reward_weights) - set(COMPONENTS)
+        if extra:
+            raise ParamsError(f"parameter 'reward_weights': unknown reward(s) {sorted(extra)}; "
+                              f"valid: {', '.join(COMPONENTS)}")
+        if not self.semantic_floor < 1.0:
+            raise ParamsError(f"parameter 'semantic_floor' must be below 1, got {self.semantic_floor}")
+        self.contract()
+        used = set(COMPONENTS) if self.rewards == ["composite"] else set(self.rewards)
+        if "accuracy" in used:
+            self.check_judge()
+        if "semantic" in used:
+            models.check_model_name(self.semantic_model, "embedder")
+
+
+@dataclass
+class RewardDesignParams(RewardSettings, StageParams):
+    """Notebook 02: score base-policy completions, meta-evaluate every answer check, probe for reward hacking."""
+
+    dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict, relative to the outputs root
+    policy_model: str = POLICY_MODEL  # base policy that writes the sample completions
+    n_prompts: int = 12  # training questions to sample
+    completions_per_prompt: int = 2  # sampled completions per question
+    max_new_tokens: int = 64  # generation budget per completion
+    temperature: float = 1.0  # sampling temperature (the RL rollout temperature)
+    n_gold_pairs: int = 120  # held-out gold answer pairs (verifier test split) for calibration and judge checks
+    verifier_test_pairs: int = 150  # held-out pairs for the verifier vs zero-shot vs cosine comparison (0: skip)
+
+    def check(self) -> None:
+        self.check_rewards()
+        models.check_model_name(self.policy_model, "causal_lm")
+        if self.n_prompts < 1 or self.completions_per_prompt < 1:
+            raise ParamsError("parameters 'n_prompts' and 'completions_per_prompt' must be >= 1")
+        if self.n_gold_pairs < 4:
+            raise ParamsError("parameter 'n_gold_pairs' must be >= 4: calibration needs both labels")
+
+
+@dataclass
+class TrainParams(RewardSettings, StageParams):
+    """Notebook 03: format warm-up, then group-relative RL on the composite reward."""
+
+    dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict, relative to the outputs root
+    policy_model: str = POLICY_MODEL  # offline alias, hub id or local path of the policy
+    use_unsloth: bool = True  # on a CUDA GPU load through Unsloth (4-bit + LoRA); ignored on CPU
+    load_in_4bit: bool = True  # Unsloth only: 4-bit base weights
+    max_train_rows: int = 64  # cap on training prompts (after shuffling)
+    text_only: bool = True  # drop image rows: needed when the policy is a text-only model
+    lora_r: int = 8  # LoRA rank
+    lora_alpha: int = 16  # LoRA scaling (alpha / r)
+    lora_last_layers: int = 8  # CPU path: adapt only the top N layers (backprop stops there; 0: all layers)
+    learning_rate: float = 1e-5  # paper: 1e-6 full fine-tuning; single-GPU LoRA recipes use ~5e-6
+    weight_decay: float = 0.01  # AdamW weight decay, as in the paper
+    max_grad_norm: float = 1.0  # gradient clipping, as in the paper
+    max_steps: int = 6  # optimizer steps (paper: ~200 steps of 512 prompts)
+    num_generations: int = 4  # group size (paper: 5)
+    per_device_train_batch_size: int = 8  # completions per micro-batch; x accumulation must divide by the group size
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    max_completion_length: int = 48  # new tokens per completion
+    temperature: float = 1.0  # rollout temperature (paper: 1.0)
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "grpo"  # TRL's loss variants
+    importance_sampling_level: Literal["token", "sequence"] = "token"  # "token" (GRPO/DAPO) or "sequence" (GSPO)
+    beta: float = 0.01  # KL coefficient (paper's GRPO: 1e-2; DAPO and GSPO: 0)
+    epsilon: float = 0.2  # lower clip range
+    epsilon_high: float = 0.28  # upper clip range (DAPO's clip-higher; equal to epsilon for symmetric clipping)
+    logging_steps: int = 1  # log rewards every N steps
+    warmup_steps: int = 16  # format warm-up (cold-start SFT) steps before RL; 0 skips it
+    warmup_learning_rate: float = 2e-3  # warm-up learning rate (LoRA only)
+
+    def check(self) -> None:
+        self.check_rewards()
+        models.check_model_name(self.policy_model, "causal_lm")
+        if self.num_generations < 2:
+            raise ParamsError("parameter 'num_generations' must be >= 2: advantages are relative to a group")
+        # TRL's generation batch is per_device_train_batch_size * steps_per_generation (= grad accumulation steps).
+        generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if generation_batch % self.num_generations:
+            raise ParamsError(
+                f"per_device_train_batch_size * gradient_accumulation_steps = {generation_batch} must be divisible by "
+                f"num_generations = {self.num_generations}")
+
+
+@dataclass
+class EvalParams(ContractSettings, JudgeSettings, StageParams):
+    """Notebook 04: generate answers on held-out rows and judge them against the references."""
+
+    dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict, relative to the outputs root
+    policy_model: str = POLICY_MODEL  # base policy: offline alias, hub id or local path
+    candidates: dict[str, str] = field(default_factory=lambda: dict(SMOKE_CANDIDATES))  # name -> notebook 03 adapter
+
+    text_only: bool = True  # drop image rows: needed when the policy is a text-only model
+    max_eval_rows: int = 24  # cap on evaluated test rows
+    max_new_tokens: int = 96  # generation budget per answer (paper: 2048)
+    batch_size: int = 8  # generation batch size
+    system_prompt: bool = True  # give the output-contract system prompt (the paper's protocol uses none)
+    answer_guards: bool = True  # refuse hedges, judge instructions, copied questions, padding before judging
+    n_bootstrap: int = 2000  # bootstrap resamples for the confidence interval
+
+    def check(self) -> None:
+        models.check_model_name(self.policy_model, "causal_lm")
+        self.check_judge()
+        self.contract()
+        if not self.candidates:
+            raise ParamsError("parameter 'candidates' needs at least one model, e.g. {'base': ''}")
+        if self.max_eval_rows < 1 or self.n_bootstrap < 100:
+            raise ParamsError("parameters 'max_eval_rows' must be >= 1 and 'n_bootstrap' >= 100")
+
+    def judge(self, template: str = EVAL_TEMPLATE) -> Judge:
+        return JudgeSettings.judge(self, template)
+
+
+STAGE_PARAMS: dict[str, type[StageParams]] = {
+    "01_synthesize_data": SynthesisParams,
+    "02_design_rewards": RewardDesignParams,
+    "03_train_grpo": TrainParams,
+    "04_evaluate_with_judge": EvalParams,
+}
+
+
+def params_class(stage: str) -> type[StageParams]:
+    return STAGE_PARAMS[config.stage_name(stage)]
+
+
+def defaults(stage: str) -> dict:
+    """Every parameter of a stage with its default (what the notebook's parameters cell mirrors)."""
+    return params_class(stage)().to_dict()
+
+
+def build(stage: str, values: dict) -> StageParams:
+    """Validate ``values`` (a notebook namespace or a merged dict) into the stage's dataclass; unknown keys in a
+    namespace are ignored (a notebook's globals hold more than its parameters)."""
+    cls = params_class(stage)
+    names = [f.name for f in fields(cls)]
+    if values.get("output_dir") and not Path(values["output_dir"]).is_absolute():
+        # A notebook opened in JupyterLab runs in notebooks/; outputs still belong under the repository root.
+        values = {**values, "output_dir": str(config.REPO_ROOT / values["output_dir"])}
+    return cls(**{n: values[n] for n in names if n in values})
+
+
+def from_notebook(stage: str, namespace: dict) -> StageParams:
+    """Used in each notebook's validation cell: ``cfg = params.from_notebook("03", globals())``."""
+    return build(stage, namespace)
+
+
+def load(stage: str, variant: str, output_dir: str | Path | None = None,
+         overrides: dict | None = None) -> StageParams:
+    """The stage's defaults, then ``params/<stage>/<variant>.yaml``, then ``overrides`` (``--set``), validated.
+    Unknown keys fail here, naming the file and the valid keys, before anything is loaded."""
+    stage = config.stage_name(stage)
+    path = config.params_path(stage, variant)
+    from_file = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(from_file, dict):
+        raise ParamsError(f"{config.shown(path)} must be a mapping of parameter: value")
+    valid = sorted(f.name for f in fields(params_class(stage)) if f.name not in config.RUNNER_KEYS)
+    for source, keys in ((config.shown(path), from_file), ("--set", overrides or {})):
+        for key in keys:
+            if key not in valid:
+                raise ParamsError(f"{source}: unknown parameter {key!r} for {stage}; valid: {', '.join(valid)}")
+    merged = {**from_file, **(overrides or {}), "variant": variant,
+              "output_dir": str(output_dir or config.OUTPUTS_DIR / stage / variant)}
+    try:
+        return build(stage, merged)
+    except ParamsError as err:
+        raise ParamsError(f"{config.shown(path)}: {err}") from None
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Each field's trailing ``# comment`` in the source of ``cls`` and its bases: the text of the parameters cell."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        tokens = list(tokenize.generate_tokens(io.StringIO(inspect.getsource(klass)).readline))
+        for i, tok in enumerate(tokens):
+            if tok.type == tokenize.COMMENT and tokens[i - 1].start[0] == tok.start[0]:
+                line = tok.line.strip()
+                name = line.split(":", 1)[0].strip()
+                if name.isidentifier() and name in {f.name for f in fields(klass)}:
+                    comments[name] = tok.string.lstrip("# ").strip()
+    return comments
+
+
+def parameters_cell(stage: str) -> str:
+    """The ``parameters`` cell a stage's notebook carries: every default of its dataclass with its comment."""
+    cls = params_class(stage)
+    comments = _field_comments(cls)
+    values = cls().to_dict()
+    values["output_dir"] = f"outputs/{config.stage_name(stage)}/{values['variant']}"
+    missing = [name for name in values if name not in comments]
+    if missing:
+        raise ValueError(f"{cls.__name__}: give these fields a comment: {missing}")
+    return "\n".join(f"{name} = {value!r}  # {comments[name]}" for name, value in values.items())

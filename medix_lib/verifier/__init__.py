@@ -1,0 +1,29 @@
+"""A trained answer verifier: SmolLM2 fine-tuned to say YES/NO on gold answer pairs built from HPO and ICD-10.
+
+Why it exists: as a zero-shot YES/NO judge the 135M model is near chance on the near-misses that matter clinically
+(siblings, parent/child, laterality, negation; AUC ~0.56) and MiniLM cosine only separates random pairs (~0.53), so an
+offline accuracy reward built on either is noise. Fine-tuned on concept-disjoint ontology pairs with exactly the
+judge's prompt and scoring rule, the same model becomes a usable offline judge: ``Judge(model="medix-verifier-135m")``.
+
+- :mod:`~medix_lib.verifier.concepts`: ontology concepts and their surface forms;
+- :mod:`~medix_lib.verifier.pairs`: gold pairs, split by concept (``build_pairs``);
+- :mod:`~medix_lib.verifier.trainer`: training, written as the shipped artifact (``train-verifier``);
+- :mod:`~medix_lib.verifier.evaluate`: ROC / per-type AUC / calibration against the zero-shot judge and cosine
+  (``evaluate-verifier``).
+"""
+
+from medix_lib.verifier.concepts import Concept, concepts, contrast, paraphrase, recase, swap_side
+from medix_lib.verifier.evaluate import (heldout_pairs, judging_speed, meta_evaluation, reliability, report,
+                                         summary_table)
+from medix_lib.verifier.pairs import (MIXED_TYPES, NO_TYPES, PAIR_TYPES, PAIRS_VERSION, SPLITS, YES_TYPES, Pair,
+                                      PairConfig, build_pairs, check_disjoint, clinical_pairs, concept_splits,
+                                      pair_counts, word_overlap)
+from medix_lib.verifier.trainer import (ARTIFACT, PRESETS, VerifierConfig, answer_ids, best_threshold, delta_tensors,
+                                      length_batches, preset, prompt_ids, score, train)
+
+__all__ = ["ARTIFACT", "MIXED_TYPES", "NO_TYPES", "PAIRS_VERSION", "PAIR_TYPES", "PRESETS", "SPLITS", "YES_TYPES",
+           "Concept", "Pair", "PairConfig", "VerifierConfig", "answer_ids", "best_threshold", "build_pairs",
+           "check_disjoint", "clinical_pairs", "concept_splits", "concepts", "contrast", "delta_tensors",
+           "heldout_pairs", "judging_speed", "length_batches", "meta_evaluation", "pair_counts", "paraphrase",
+           "preset", "prompt_ids", "recase", "reliability", "report", "score", "summary_table", "swap_side", "train",
+           "word_overlap"]

@@ -1,0 +1,460 @@
+"""Gold answer pairs from the ontologies, split by concept so no concept (nor any concept sharing its text) crosses
+train, validation and test: what the verifier is trained and measured on, and what notebook 02 checks every answer
+reward against."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from medix_lib.judge import JudgeItem
+from medix_lib.text import lower_first, normalise
+from medix_lib.verifier.concepts import (ORGANS, Concept, concepts, contrast, enlarged_organ, normal_region,
+                                         organ_rephrase, paraphrase, recase, swap_organ, swap_side)
+
+PAIRS_VERSION = "pairs-v6"  # bump when pair generation changes: it is part of the verifier's training record
+SPLITS = ("train", "validation", "test")
+YES_TYPES = ("synonym", "synonym-synonym", "paraphrase")
+NO_TYPES = ("sibling", "parent-child", "random", "laterality", "negation", "contrast", "organ-swap")
+# Both classes, reported on their own: asymmetric negation (the known weak spot), answers given as a sentence, a
+# hedge or filler (what a policy actually writes; v1 verifiers said YES to any long text), and equivalences that cross
+# negation (a normal finding said as the absence of an abnormal one; "benign" as "not malignant").
+MIXED_TYPES = ("negation-asym", "verbose", "cross-negation")
+PAIR_TYPES = YES_TYPES + NO_TYPES + MIXED_TYPES
+
+
+@dataclass(frozen=True)
+class Pair:
+    reference: str
+    prediction: str
+    label: bool
+    kind: str  # one of PAIR_TYPES, or "clinical" for the hand-written set
+    concepts: tuple[str, ...]  # ontology ids the texts come from; the split guarantees none crosses splits
+    source: str  # hpo, icd10, hpo+icd10 or hand-written
+
+    def item(self) -> JudgeItem:
+        return JudgeItem(self.reference, self.prediction)
+
+    def as_gold(self) -> dict:
+        """The gold-pair dict ``judge.meta_evaluate`` reads."""
+        return {"a": self.reference, "b": self.prediction, "label": self.label, "pair_type": self.kind,
+                "concept": ",".join(self.concepts)}
+
+
+CLINICAL_PAIRS_FILE = Path(__file__).resolve().parent.parent / "assets" / "clinical_pairs.jsonl"
+
+
+def clinical_pairs() -> list[Pair]:
+    """The hand-written held-out clinical pairs (``assets/clinical_pairs.jsonl``, 10 classes written the way
+    clinicians and reports phrase answers; never used in training), as :class:`Pair` rows of kind
+    ``clinical/<class>``.
+
+    >>> pairs = clinical_pairs()
+    >>> len(pairs) > 300, sorted({p.kind for p in pairs})[:2]
+    (True, ['clinical/cross_negation', 'clinical/drug'])
+    """
+    rows = [json.loads(line) for line in CLINICAL_PAIRS_FILE.read_text().splitlines() if line.strip()]
+    return [Pair(r["reference"], r["prediction"], bool(r["label"]), f"clinical/{r['class']}", (), "hand-written")
+            for r in rows]
+
+
+_PAIRED_ORGANS = re.compile(r"\b(kidney|renal|lung|pulmonary|eye|ocular|ear|hand|foot|arm|leg|hip|knee|breast|ovary|"
+                            r"ovarian|testis|testicular|shoulder|elbow|wrist|ankle|femur|femoral|tibia|radius|ulna|"
+                            r"humerus|clavicle|adrenal|ureter|ureteral|thumb|retina|retinal|cornea|corneal|iris|"
+                            r"lens|eyelid|hemithorax|atrium|ventricle|ventricular|carotid)\b", re.I)
+_NEG_PREFIX = ("no {x}", "without {x}", "negative for {x}", "absence of {x}", "no evidence of {x}")
+_NEG_SUFFIX = ("{x} absent", "{x} not present", "{x} ruled out", "{x} not seen")
+_AFFIRMED = ("{x}", "{x} present", "evidence of {x}", "positive for {x}", "{x} seen")
+
+
+# Answers as a policy writes them. Each split draws from its own share of these phrasings (``_split_share``), so the
+# held-out pairs also test carriers and fillers the verifier never saw.
+_CARRIERS = ("The most likely diagnosis is {x}.", "Findings are consistent with {x}.", "This is {x}.",
+             "The answer is {x}.", "The image shows {x}.", "Diagnosis: {x}.", "The patient has {x}.",
+             "These features indicate {x}.", "Most consistent with {x}.", "I think it is {x}.",
+             "The final answer is {x}.", "{x} is the best answer.", "This presentation suggests {x}.",
+             "The correct answer is {x}.", "Overall, {x}.", "It is {x}.", "Findings represent {x}.",
+             "The abnormality is {x}.", "Impression: {x}.", "Findings are compatible with {x}.",
+             "Appearances are in keeping with {x}.", "Features are suggestive of {x}.", "{x}, as described.",
+             "Most likely {x}.", "The findings favour {x}.", "Consistent with {x}.", "The picture fits {x}.",
+             "Conclusion: {x}.", "{x}. This explains the findings.", "{x} is the diagnosis.",
+             "The study demonstrates {x}.", "Overall picture: {x}.", "{x} is present.")
+_HEDGES = ("It could be {x}, {y} or {z}.", "Either {x} or {y}.", "{x} or {y}, possibly {z}.",
+           "Differential diagnosis: {x}, {y}, {z}.", "Possibly {x}, but {y} cannot be excluded.",
+           "Consider {x} versus {y}.", "{x}, {y} and {z} are all possible.", "Likely {y} rather than {x}.")
+_FILLERS = ("Recall the relevant medical knowledge and reason step by step before answering.",
+            "Let me think about the anatomy, the imaging findings and the differential diagnosis.",
+            "I cannot determine the answer from the information given.",
+            "Further workup is needed to establish the diagnosis.",
+            "The answer depends on the clinical context and the patient's history.",
+            "Consult a qualified physician for an accurate diagnosis.",
+            "Based on the findings described, the most likely answer follows from the history.",
+            "There are several possibilities to consider here.", "Unknown.", "Not enough information.",
+            "The image quality is insufficient to answer.", "A careful review of the findings is required.",
+            "Please provide more details about the patient.", "First, identify the modality and the region.",
+            "This requires correlation with laboratory results.", "I am not sure.")
+
+# Reasoning that precedes an answer, and talk about other conditions that never gives one: a base policy's
+# multi-sentence replies. Without them in training, a reply three times longer than any training text read as YES.
+_LEADS = ("Let me think about the anatomy and the findings first.", "Considering the history and the examination.",
+          "Based on the features described above.", "After weighing the differential diagnosis.",
+          "The key finding here points to one diagnosis.", "Looking at the location and the pattern of the lesion.",
+          "Taking the patient's age and sex into account.", "Reviewing the typical presentation.",
+          "Step by step, the findings narrow the options.", "Putting the clinical picture together.")
+_TOPICS = ("{y} is a condition that can affect several organ systems.", "{y} should also be kept in mind.",
+           "{y} is a common finding in such patients.", "This is often associated with {y}.",
+           "Patients with {y} may present similarly.", "{y} has characteristic clinical features.",
+           "The history is relevant to {y}.", "{y} belongs to the same group of disorders.",
+           "Treatment of {y} depends on its severity.", "{y} is usually diagnosed clinically.")
+
+
+# A normal finding stated two ways: as a normal state, and as the absence of the abnormal one. Split like carriers.
+_NORMAL_STATES = ("normal {r}", "{r} is normal", "{r} within normal limits", "unremarkable {r}", "{r} appears normal",
+                  "{r} looks normal", "the {r} is unremarkable", "normal appearance of the {r}", "{r}: normal",
+                  "{r} normal in appearance")
+_NO_ABNORMALITY = ("no abnormality of the {r}", "no {r} abnormality", "{r} abnormality ruled out",
+                   "no abnormal {r} findings", "no evidence of {r} abnormality", "{r} abnormality not seen",
+                   "without {r} abnormality", "negative for {r} abnormality", "{r}: no abnormality",
+                   "no abnormality is seen in the {r}")
+_ABNORMAL = ("abnormality of the {r}", "abnormal {r}", "{r} abnormality", "{r} abnormality present",
+             "evidence of {r} abnormality", "abnormal appearance of the {r}", "the {r} is abnormal")
+_NORMAL_SIZE = ("normal {o} size", "{o} of normal size", "{o} is normal in size", "normal-sized {o}",
+                "{o} size within normal limits", "the {o} is not enlarged", "{o} not enlarged")
+_NOT_MALIGNANT = ("{x}, not malignant", "non-malignant {x}", "{x} without malignancy", "{x}, no malignancy",
+                  "{x} with no evidence of malignancy", "{x}, negative for malignancy")
+# Findings a report places in an organ: "left renal mass" against "left adrenal mass" differs in the organ alone.
+_FINDINGS = ("mass", "cyst", "nodule", "lesion", "calcification", "abscess", "hematoma", "laceration", "infarct",
+             "atrophy", "tumor", "stone", "enlargement", "hemorrhage", "injury")
+
+
+_SPLIT_RANGES = {"train": range(0, 70), "validation": range(70, 85), "test": range(85, 100)}
+
+
+def _unit(key: str) -> int:
+    """A stable percentile (0-99) of a key: where synthetic (finding, organ) concepts fall between the splits."""
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 100
+
+
+def _split_share(pool: tuple[str, ...], split: str) -> tuple[str, ...]:
+    """This split's share of a phrasing pool: every 5th phrasing (offset 1) is validation's, every 5th (offset 3) is
+    test's, the rest are train's. Never empty for pools of 4 or more.
+
+    >>> _split_share(tuple("abcdefghij"), "test")
+    ('d', 'i')
+    """
+    offset = {"validation": 1, "test": 3}.get(split)
+    return tuple(p for i, p in enumerate(pool) if (i % 5 == offset if offset is not None
+                                                   else i % 5 not in (1, 3)))
+
+
+# Concept-disjoint split and pair generation
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    seed: int = 0
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, validation, test share of concept units
+    per_type: tuple[int, int, int] = (1500, 40, 60)  # pairs generated per pair type and split
+
+
+class _Units:
+    """Union-find over concept ids: concepts that must land in the same split (same text, contrast partners)."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def concept_splits(concepts_: dict[str, Concept], cfg: PairConfig) -> dict[str, str]:
+    """Concept id -> split. Concepts sharing a normalised name or synonym, and real contrast/laterality partners,
+    are one unit, so no answer text and no partner pair straddles two splits."""
+    units = _Units()
+    by_text: dict[str, str] = {}
+    for c in concepts_.values():
+        units.find(c.id)
+        for text in (c.name, *c.synonyms):
+            key = normalise(text)
+            if key in by_text:
+                units.union(c.id, by_text[key])
+            else:
+                by_text[key] = c.id
+    for c in concepts_.values():
+        for partner in (contrast(c.name), swap_side(c.name)):
+            if partner and normalise(partner) in by_text:
+                units.union(c.id, by_text[normalise(partner)])
+    cut_val = cfg.fractions[0]
+    cut_test = cfg.fractions[0] + cfg.fractions[1]
+    out = {}
+    for cid in concepts_:
+        u = int(hashlib.sha1(f"{cfg.seed}\x1f{units.find(cid)}".encode()).hexdigest()[:12], 16) / 16 ** 12
+        out[cid] = "train" if u < cut_val else "validation" if u < cut_test else "test"
+    return out
+
+
+def _source(ids) -> str:
+    kinds = sorted({"icd10" if i.startswith("ICD10:") else "lexicon" if i.startswith("finding:") else "hpo"
+                    for i in ids})
+    return "+".join(kinds)
+
+
+def word_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the normalised words of two texts.
+
+    >>> word_overlap("Contracture of the 2nd toe", "contracture of the 5th toe")
+    0.6666666666666666
+    """
+    wa, wb = set(normalise(a).split()), set(normalise(b).split())
+    return len(wa & wb) / max(1, len(wa | wb))
+
+
+def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rng: random.Random,
+                     split: str, held_out: set[frozenset[str]]) -> list[Pair]:
+    """Up to ``n`` pairs of every type from the concepts (and the share of answer phrasings) of one split only."""
+    ids = sorted(pool)
+    children = defaultdict(list)
+    for c in pool.values():
+        for p in c.parents:
+            children[p].append(c.id)
+    sib_groups = [sorted(v) for _, v in sorted(children.items()) if len(v) >= 2]
+    edges = [(c.id, p) for c in pool.values() for p in c.parents if p in pool]
+    with_syn = [i for i in ids if pool[i].synonyms]
+    with_two = [i for i in ids if len(pool[i].synonyms) >= 2]
+    para = [(i, t) for i in ids for t in (pool[i].name, *pool[i].synonyms) if paraphrase(t, random.Random(0))]
+    real_contrast = [(i, names[normalise(contrast(pool[i].name))]) for i in ids
+                     if contrast(pool[i].name) and names.get(normalise(contrast(pool[i].name))) in pool]
+    any_contrast = [i for i in ids if contrast(pool[i].name)]
+    sided = [i for i in ids if swap_side(pool[i].name)]
+    organ = [i for i in ids if _PAIRED_ORGANS.search(pool[i].name) and not swap_side(pool[i].name)]
+    # Negation reads naturally on findings and diagnoses of a few words.
+    negatable = [i for i in ids if len(pool[i].name.split()) <= 5]
+    with_organ = [i for i in ids if swap_organ(pool[i].name, random.Random(0)) and len(pool[i].name.split()) <= 6]
+    rephrasable = [i for i in ids if organ_rephrase(pool[i].name)]
+    regions = [(i, normal_region(pool[i].name)) for i in ids if normal_region(pool[i].name)]
+    enlarged = [(i, enlarged_organ(pool[i])) for i in ids if enlarged_organ(pool[i])]
+    benign = [i for i in ids if lower_first(pool[i].name).startswith("benign ")]
+    findings = [(f, o) for f in _FINDINGS for o in ORGANS if _unit(f"{f}|{o[0]}") in _SPLIT_RANGES[split]]
+
+    def form(cid: str) -> str:
+        c = pool[cid]
+        return rng.choice((c.name,) * 2 + c.synonyms)
+
+    def negated(x: str, suffix: bool | None = None) -> str:
+        forms = _NEG_SUFFIX if suffix else _NEG_PREFIX if suffix is False else _NEG_PREFIX + _NEG_SUFFIX
+        return rng.choice(forms).format(x=lower_first(x))
+
+    siblings = {c: [s for p in pool[c].parents for s in children[p] if s != c] for c in ids}
+
+    def sibling_of(cid: str) -> str | None:
+        return rng.choice(siblings[cid]) if siblings[cid] else None
+
+    def draw(kind: str) -> tuple[str, str, bool, tuple[str, ...]] | None:
+        if kind == "synonym" and with_syn:
+            c = pool[rng.choice(with_syn)]
+            return c.name, rng.choice(c.synonyms), True, (c.id,)
+        if kind == "synonym-synonym" and with_two:
+            c = pool[rng.choice(with_two)]
+            a, b = rng.sample(c.synonyms, 2)
+            return a, b, True, (c.id,)
+        if kind == "paraphrase" and para:
+            cid, text = rng.choice(para)
+            return text, paraphrase(text, rng), True, (cid,)
+        if kind == "sibling" and sib_groups:
+            a, b = rng.sample(rng.choice(sib_groups), 2)
+            if rng.random() < 0.5:  # the near miss: the sibling whose name shares most words ("2nd toe" vs "5th toe")
+                b = max(siblings[a], key=lambda s: (word_overlap(pool[a].name, pool[s].name), s))
+                return pool[a].name, pool[b].name, False, (a, b)
+            return form(a), form(b), False, (a, b)
+        if kind == "parent-child" and edges:
+            a, b = rng.choice(edges)
+            return form(a), form(b), False, (a, b)
+        if kind == "random":
+            a, b = rng.sample(ids, 2)
+            return form(a), form(b), False, (a, b)
+        if kind == "laterality":
+            if sided and rng.random() < 0.3:
+                c = pool[rng.choice(sided)]
+                return c.name, swap_side(c.name), False, (c.id,)
+            if organ:
+                c = pool[rng.choice(organ)]
+                x = lower_first(c.name)
+                side, other = rng.sample(["left", "right"], 2)
+                shape = rng.choice(["{s} {x}", "{x}, {s}", "{x} on the {s}", "{s}-sided {x}"])
+                return shape.format(s=side, x=x), rng.choice(["{s} {x}", "{x}, {s}"]).format(s=other, x=x), False, \
+                    (c.id,)
+        if kind == "contrast":
+            if real_contrast and rng.random() < 0.6:
+                a, b = rng.choice(real_contrast)
+                return form(a), form(b), False, (a, b)
+            if any_contrast:
+                c = pool[rng.choice(any_contrast)]
+                return c.name, contrast(c.name), False, (c.id,)
+        if kind == "negation" and negatable:
+            cid = rng.choice(negatable)
+            x = form(cid)
+            return rng.choice(_AFFIRMED).format(x=x), negated(x, suffix=False), False, (cid,)
+        if kind == "negation-asym" and negatable:
+            cid = rng.choice(negatable)
+            x = form(cid)
+            roll = rng.random()
+            if roll < 0.5:  # same concept, negated two different ways: the pair the zero-shot judge gets wrong
+                a = negated(x, suffix=False)
+                return a, negated(x, suffix=True), True, (cid,)
+            if roll < 0.75:  # the suffix negation vs the bare finding: differs by one trailing word
+                return negated(x, suffix=True), x, False, (cid,)
+            other = sibling_of(cid)
+            if other:
+                return negated(x), negated(form(other)), False, (cid, other)
+        if kind == "organ-swap":
+            if with_organ and rng.random() < 0.5:
+                cid = rng.choice(with_organ)
+                return form_with_organ(cid), swap_organ(pool[cid].name, rng), False, (cid,)
+            if findings:
+                finding, (noun, adjective) = rng.choice(findings)
+                side = rng.choice(("", "", "left ", "right "))
+                a = rng.choice((f"{side}{adjective} {finding}", f"{finding} of the {side}{noun}",
+                                f"{side}{noun} {finding}", f"{finding} in the {side}{noun}"))
+                return a, swap_organ(a, rng), False, (f"finding:{finding}|{noun}",)
+        if kind == "paraphrase" and rephrasable and rng.random() < 0.25:
+            cid = rng.choice(rephrasable)
+            return pool[cid].name, organ_rephrase(pool[cid].name), True, (cid,)
+        if kind == "cross-negation":
+            family = rng.choice([f for f, ok in (("region", regions), ("size", enlarged), ("benign", benign)) if ok])
+            yes = rng.random() < 0.5
+            if family == "region":
+                cid, region = rng.choice(regions)
+                normal = rng.choice(normal_states).format(r=region)
+                if yes:
+                    return normal, rng.choice(no_abnormality).format(r=region), True, (cid,)
+                other = rng.choice(no_abnormality if rng.random() < 0.3 else normal_states).format(r=region)
+                return other, rng.choice(abnormal).format(r=region), False, (cid,)
+            if family == "size":
+                cid, big = rng.choice(enlarged)
+                normal = rng.choice(normal_size).format(o=big)
+                if yes:
+                    return normal, negated(form(cid)), True, (cid,)
+                return normal, rng.choice((form(cid), f"enlarged {big}")), False, (cid,)
+            cid = rng.choice(benign)
+            x = lower_first(pool[cid].name)[len("benign "):]
+            if yes:
+                return f"benign {x}", rng.choice(not_malignant).format(x=x), True, (cid,)
+            return rng.choice((f"benign {x}", rng.choice(not_malignant).format(x=x))), f"malignant {x}", False, (cid,)
+        if kind == "verbose":
+            cid = rng.choice(ids)
+            roll = rng.random()
+            if roll < 0.4:  # the right answer inside a sentence, sometimes after some reasoning
+                return form(cid), reasoned(rng.choice(carriers).format(x=form(cid))), True, (cid,)
+            if roll < 0.6:  # a wrong answer inside a sentence: a sibling where there is one
+                other = sibling_of(cid) or rng.choice(ids)
+                return form(cid), reasoned(rng.choice(carriers).format(x=form(other))), False, (cid, other)
+            if roll < 0.72:  # a hedge that names the right answer among others is not an answer
+                y, z = rng.sample(ids, 2)
+                names_ = [form(cid), form(y), form(z)]
+                rng.shuffle(names_)
+                return form(cid), rng.choice(hedges).format(x=names_[0], y=names_[1], z=names_[2]), False, (cid, y, z)
+            if roll < 0.86:  # no answer at all
+                return form(cid), " ".join(rng.sample(fillers, rng.choice((1, 1, 2)))), False, (cid,)
+            # talk about related or other conditions that never names the answer
+            others = [sibling_of(cid) or rng.choice(ids), rng.choice(ids)]
+            sentences = [rng.choice(topics).format(y=lower_first(form(o))) for o in others[:rng.choice((1, 2))]]
+            sentences += rng.sample(leads, rng.choice((0, 1, 2))) + rng.sample(fillers, rng.choice((0, 1)))
+            rng.shuffle(sentences)
+            return form(cid), " ".join(s_[:1].upper() + s_[1:] for s_ in sentences), False, (cid, *others)
+        return None
+
+    def reasoned(answer: str) -> str:
+        return " ".join([*rng.sample(leads, rng.choice((1, 2))), answer]) if rng.random() < 0.4 else answer
+
+    def form_with_organ(cid: str) -> str:
+        return pool[cid].name if rng.random() < 0.7 else organ_rephrase(pool[cid].name) or pool[cid].name
+
+    carriers, hedges, fillers, leads, topics, normal_states, no_abnormality, abnormal, normal_size, not_malignant = (
+        _split_share(p, split) for p in (_CARRIERS, _HEDGES, _FILLERS, _LEADS, _TOPICS, _NORMAL_STATES,
+                                         _NO_ABNORMALITY, _ABNORMAL, _NORMAL_SIZE, _NOT_MALIGNANT))
+    pairs, seen = [], set()
+    for kind in PAIR_TYPES:
+        made, attempts = 0, 0
+        while made < n and attempts < 20 * n:
+            attempts += 1
+            got = draw(kind)
+            if got is None:
+                if attempts > 50 and made == 0:
+                    break  # this split has no material for this type
+                continue
+            a, b, label, cids = got
+            key = (normalise(a), normalise(b))
+            if not key[0] or not key[1] or key[0] == key[1] or key in seen or key[::-1] in seen:
+                continue  # identical texts short-circuit in the judge: nothing to learn
+            if frozenset(key) in held_out:
+                continue  # the hand-written clinical pairs measure the verifier: never generated, never trained on
+            seen.add(key)
+            if kind != "verbose" and rng.random() < 0.5:  # a sentence-long answer is the prediction, not the reference
+                a, b = b, a
+            a, b = recase(a, rng), recase(b, rng)
+            pairs.append(Pair(a, b, label, kind, tuple(cids), _source(cids)))
+            made += 1
+    rng.shuffle(pairs)
+    return pairs
+
+
+def build_pairs(cfg: PairConfig = PairConfig()) -> dict[str, list[Pair]]:
+    """Gold pairs per split; every concept (and every concept sharing its text) belongs to exactly one split."""
+    pool = concepts()
+    split_of = concept_splits(pool, cfg)
+    held_out = {frozenset((normalise(p.reference), normalise(p.prediction))) for p in clinical_pairs()}
+    names: dict[str, str] = {}
+    for c in pool.values():
+        for text in (c.name, *c.synonyms):
+            names.setdefault(normalise(text), c.id)
+    out = {}
+    for i, split in enumerate(SPLITS):
+        sub = {cid: c for cid, c in pool.items() if split_of[cid] == split}
+        # Parent ids stay as they are (a parent in another split only groups siblings, it never appears as text).
+        out[split] = _pairs_for_split(sub, names, cfg.per_type[i], random.Random(f"{cfg.seed}:{split}"), split,
+                                      held_out)
+    check_disjoint(out)
+    return out
+
+
+def check_disjoint(splits: dict[str, list[Pair]]) -> None:
+    """Raise when a concept appears in more than one split.
+
+    >>> check_disjoint({"train": [Pair("a", "b", False, "random", ("X:1",), "hpo")],
+    ...                 "test": [Pair("c", "d", False, "random", ("X:1",), "hpo")]})
+    Traceback (most recent call last):
+    ...
+    ValueError: concepts in more than one split: X:1 (train, test)
+    """
+    where = defaultdict(set)
+    for split, pairs in splits.items():
+        for p in pairs:
+            for c in p.concepts:
+                where[c].add(split)
+    bad = sorted(c for c, s in where.items() if len(s) > 1)
+    if bad:
+        shown = ", ".join(f"{c} ({', '.join(s for s in splits if s in where[c])})" for c in bad[:5])
+        raise ValueError(f"concepts in more than one split: {shown}" + (f" and {len(bad) - 5} more" if len(bad) > 5
+                                                                          else ""))
+
+
+def pair_counts(splits: dict[str, list[Pair]]) -> dict:
+    """{split: {kind: {"yes": n, "no": n}}} for the record and the notebook's table."""
+    out = {}
+    for split, pairs in splits.items():
+        c = Counter((p.kind, p.label) for p in pairs)
+        out[split] = {k: {"yes": c[(k, True)], "no": c[(k, False)]} for k in sorted({p.kind for p in pairs})}
+    return out

@@ -1,0 +1,108 @@
+"""Test doubles at the judge's true boundaries: an OpenAI-compatible loopback server that injects faults, and a
+backend that counts what it is asked."""
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from medix_lib import judge as J
+from medix_lib.judge import Judge
+
+
+class StubServer:
+    """OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1:0 whose behaviour is chosen by a marker in the
+    predicted answer: SLOW (sleeps past the client timeout), E500 (always 500), FLAKY (500 twice, then fine),
+    GARBAGE (a sentence, not a verdict), NOTJSON, DROP (closes the connection without a reply), LOGPROBS (sends
+    top_logprobs). Otherwise it answers YES when the prediction says "heart attack", else NO."""
+
+    def __init__(self, latency: float = 0.0):
+        self.latency = latency
+        self.requests: list[dict] = []  # every request body received
+        self.headers: list[dict] = []
+        self.in_flight = self.max_in_flight = 0
+        self.healed = False  # flips E500 to healthy, to test that failures are retried on a rerun
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with stub.lock:
+                    stub.requests.append(body)
+                    stub.headers.append(dict(self.headers))
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                    seen = sum(r["messages"] == body["messages"] for r in stub.requests)
+                try:
+                    stub.respond(self, body["messages"][-1]["content"].split("Predicted answer")[-1], seen)
+                finally:
+                    with stub.lock:
+                        stub.in_flight -= 1
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def respond(self, handler, prediction: str, seen: int):
+        time.sleep(self.latency)
+        if "DROP" in prediction:
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if "SLOW" in prediction:
+            time.sleep(2.0)
+        if ("E500" in prediction and not self.healed) or ("FLAKY" in prediction and seen <= 2):
+            return self.send(handler, 500, b'{"error": "overloaded"}')
+        if "NOTJSON" in prediction:
+            return self.send(handler, 200, b"<html>gateway says hi</html>")
+        text = ("Well, that depends on the context." if "GARBAGE" in prediction
+                else "YES" if "heart attack" in prediction.lower() else "NO")
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        if "LOGPROBS" in prediction:
+            choice["logprobs"] = {"content": [{"token": "YES", "logprob": -0.2, "top_logprobs": [
+                {"token": "YES", "logprob": -0.2}, {"token": "NO", "logprob": -1.8}, {"token": "Maybe", "logprob": -4}]}]}
+        self.send(handler, 200, json.dumps({"id": "x", "object": "chat.completion", "choices": [choice]}).encode())
+
+    @staticmethod
+    def send(handler, status: int, payload: bytes):
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def http_judge(url: str, **kwargs) -> Judge:
+    options = {"timeout": 0.5, "max_retries": 2, "concurrency": 8, **kwargs}
+    backend_options = {"backoff": 0.01, **options.pop("backend_options", {})}
+    return Judge(backend="openai", model="stub-judge", base_url=url, backend_options=backend_options, **options)
+
+
+class CountingBackend:
+    """Answers P(YES) = 0.9 for predictions containing 'attack', else 0.1, and records every prompt it is given."""
+
+    name = "counting"
+    calls: list[list] = []
+
+    def __init__(self, model: str):
+        self.model = model
+
+    def identity(self) -> str:
+        return self.model
+
+    def score(self, prompts, progress=False):
+        CountingBackend.calls.append(prompts)
+        return [J.Score(p_yes=0.9 if "attack" in p[-1]["content"].split("Predicted")[-1] else 0.1) for p in prompts]
