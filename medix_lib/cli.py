@@ -116,6 +116,48 @@ def cmd_evaluate_verifier(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    """Notebook 04's evaluation from the command line: same defaults (the stage's params), same store and report."""
+    import json
+    from pathlib import Path
+
+    from medix_lib import benchmarks, evaluation, params
+
+    if args.list_tasks:
+        rows = benchmarks.list_tasks()
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            print(f"{r['name']:<{width}}  {r['protocol']:<7} {r['modality']:<6} {r['source']}")
+        return 0
+    try:
+        values = {"tasks": args.tasks, "candidates": {args.name: args.adapter or ""}, "compare": [],
+                  "task_sources": dict(s.split("=", 1) for s in args.source), "max_eval_rows": args.limit,
+                  "variant": "cli", "output_dir": str(Path(args.output).resolve())}
+        flags = {"policy_model": args.model, "judge_model": args.judge, "judge_backend": args.judge_backend,
+                 "judge_rounds": args.rounds, "max_new_tokens": args.max_new_tokens,
+                 "system_prompt": args.system_prompt, "answer_guards": args.guards}
+        values.update({k: v for k, v in flags.items() if v is not None})
+        cfg = params.build("04", values)
+        if args.base_url:
+            import os
+
+            os.environ["MEDIX_JUDGE_BASE_URL"] = args.base_url
+        store = evaluation.ResultsStore(Path(cfg.output_dir) / "results.sqlite")
+        judges = cfg.judges()
+        (candidate,) = [evaluation.Candidate(args.name, cfg.policy_model, args.adapter)]
+        evaluation.evaluate(candidate, cfg.task_rows(), judges, store, cfg.protocol(), rounds=cfg.judge_rounds)
+        result = evaluation.report(store, [args.name], cfg.tasks, evaluation.judge_key(judges[0]),
+                                   judges[0].prompt_hash, cfg.n_bootstrap, cfg.seed)
+    except (config.ParamsError, ValueError, KeyError, FileNotFoundError, evaluation.StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    (Path(cfg.output_dir) / "report.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    table = evaluation.table(result)
+    print(table.attrs["caption"])
+    print(table.to_string())
+    return 0
+
+
 def cmd_bench(args) -> int:
     from medix_lib import bench
 
@@ -177,6 +219,29 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--output", default=None, help="write the artifact here instead of the shipped folder")
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
     trainer.set_defaults(func=cmd_train_verifier)
+
+    ev = sub.add_parser("evaluate", help="evaluate a model on benchmark tasks with a reference-based judge (the paper's "
+                                         "protocol); results store and report under --output")
+    ev.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
+    ev.add_argument("--model", default=None, help="policy: offline alias, hub id or local path (default: the smoke "
+                                                  "policy)")
+    ev.add_argument("--adapter", default=None, help="a PEFT adapter folder over --model")
+    ev.add_argument("--name", default="model", help="the candidate's name in the store and report")
+    ev.add_argument("--tasks", type=_csv, default=None, help="comma-separated task names (see --list-tasks)")
+    ev.add_argument("--source", action="append", default=[], metavar="TASK=PATH",
+                    help="a local copy of a task's data in its published layout (repeatable)")
+    ev.add_argument("--judge", default=None, help="judge model (default: the shipped verifier)")
+    ev.add_argument("--judge-backend", default=None, help="transformers or openai")
+    ev.add_argument("--base-url", default=None, help="OpenAI-compatible judge server (key: $OPENAI_API_KEY)")
+    ev.add_argument("--rounds", type=int, default=None, help="majority of this many judge rounds")
+    ev.add_argument("--limit", type=int, default=0, help="rows per task (0: all)")
+    ev.add_argument("--max-new-tokens", type=int, default=None, help="generation budget per answer")
+    ev.add_argument("--system-prompt", action=argparse.BooleanOptionalAction, default=None,
+                    help="give the output-contract system prompt (the paper's protocol: no)")
+    ev.add_argument("--guards", action=argparse.BooleanOptionalAction, default=None,
+                    help="refuse hedges, judge instructions and padding before judging")
+    ev.add_argument("--output", default="outputs/eval", help="folder for results.sqlite and report.json")
+    ev.set_defaults(func=cmd_evaluate)
 
     report = sub.add_parser("evaluate-verifier", help="meta-evaluate a trained verifier on its held-out pairs and "
                                                       "the hand-written clinical pairs (outputs/verifier/smoke)")

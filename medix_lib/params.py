@@ -191,31 +191,91 @@ class TrainParams(RewardSettings, StageParams):
 
 @dataclass
 class EvalParams(ContractSettings, JudgeSettings, StageParams):
-    """Notebook 04: generate answers on held-out rows and judge them against the references."""
+    """Notebook 04: candidates answer benchmark tasks; a reference-based judge grades the final answers."""
 
-    dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict, relative to the outputs root
+    dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict (the synthetic_* tasks' source)
+    tasks: list[str] = field(default_factory=lambda: ["synthetic_text", "synthetic_image"])  # benchmarks.TASKS names
+    task_sources: dict[str, str] = field(default_factory=dict)  # task -> local copy in its published layout
     policy_model: str = POLICY_MODEL  # base policy: offline alias, hub id or local path
     candidates: dict[str, str] = field(default_factory=lambda: dict(SMOKE_CANDIDATES))  # name -> notebook 03 adapter
-
-    text_only: bool = True  # drop image rows: needed when the policy is a text-only model
-    max_eval_rows: int = 24  # cap on evaluated test rows
+    max_eval_rows: int = 24  # rows per task (0: all)
     max_new_tokens: int = 96  # generation budget per answer (paper: 2048)
     batch_size: int = 8  # generation batch size
-    system_prompt: bool = True  # give the output-contract system prompt (the paper's protocol uses none)
-    answer_guards: bool = True  # refuse hedges, judge instructions, copied questions, padding before judging
-    n_bootstrap: int = 2000  # bootstrap resamples for the confidence interval
+    system_prompt: bool = True  # the output-contract system prompt; the paper's protocol gives none (gpu: false)
+    with_choices: bool = True  # append "Choices: A. ..." to MCQ-origin items, as the paper does
+    answer_guards: bool = True  # refuse hedges, judge instructions, padding before judging (paper: false)
+    judge_rounds: int = 1  # rounds of a majority vote (paper: 3); needs independent rounds, see check()
+    judge_temperature: float = 0.0  # HTTP judges: rounds sampled at this temperature, seeded by round
+    extra_judge_models: list[str] = field(default_factory=list)  # more judges for the majority (same backend)
+    compare: list[list[str]] = field(default_factory=lambda: [["warmup", "grpo"], ["base", "grpo"]])  # paired CIs
+    n_bootstrap: int = 2000  # bootstrap resamples for every confidence interval
 
     def check(self) -> None:
+        from medix_lib import benchmarks
+
         models.check_model_name(self.policy_model, "causal_lm")
         self.check_judge()
         self.contract()
+        for task in [*self.tasks, *self.task_sources]:
+            try:
+                benchmarks.get_task(task)
+            except KeyError as err:
+                raise ParamsError(f"parameter 'tasks': {err.args[0]}") from None
         if not self.candidates:
             raise ParamsError("parameter 'candidates' needs at least one model, e.g. {'base': ''}")
-        if self.max_eval_rows < 1 or self.n_bootstrap < 100:
-            raise ParamsError("parameters 'max_eval_rows' must be >= 1 and 'n_bootstrap' >= 100")
+        for pair in self.compare:
+            if len(pair) != 2 or not set(pair) <= set(self.candidates):
+                raise ParamsError(f"parameter 'compare': {pair} must name two of the candidates "
+                                  f"{', '.join(self.candidates)}")
+        if self.max_eval_rows < 0 or self.n_bootstrap < 100 or self.judge_rounds < 1:
+            raise ParamsError("parameters 'max_eval_rows' >= 0, 'n_bootstrap' >= 100 and 'judge_rounds' >= 1")
+        if self.judge_rounds > 1 and not self.extra_judge_models and not (
+                self.judge_backend == "openai" and self.judge_temperature > 0):
+            raise ParamsError("parameter 'judge_rounds' > 1 needs independent rounds: 'extra_judge_models', or an "
+                              "HTTP judge ('judge_backend: openai') sampled at 'judge_temperature' > 0; rounds of one "
+                              "judge at temperature 0 repeat the same verdict")
 
-    def judge(self, template: str = EVAL_TEMPLATE) -> Judge:
-        return JudgeSettings.judge(self, template)
+    def judges(self) -> list[Judge]:
+        """The judges of the majority vote, one per round (the evaluation prompt; the machine's verdict cache)."""
+        import dataclasses
+
+        first = self.judge(EVAL_TEMPLATE)
+        if self.extra_judge_models:
+            return [first, *(dataclasses.replace(first, model=m) for m in self.extra_judge_models)]
+        if self.judge_rounds > 1:
+            return [dataclasses.replace(first, backend_options={"temperature": self.judge_temperature, "seed": r})
+                    for r in range(self.judge_rounds)]
+        return [first]
+
+    def protocol(self):
+        from medix_lib.evaluation import Protocol
+
+        return Protocol(self.contract(), self.system_prompt, self.with_choices, self.max_new_tokens, self.batch_size,
+                        self.answer_guards, self.seed)
+
+    def task_rows(self) -> dict:
+        """Task name -> a function returning its rows (loaded only when the task is run)."""
+        from medix_lib import benchmarks
+
+        def rows_of(task):
+            source = self.task_sources.get(task) or (str(self.upstream(self.dataset_dir))
+                                                     if task.startswith("synthetic_") else None)
+            return lambda: list(benchmarks.load_task(task, source, limit=self.max_eval_rows or None))
+
+        return {task: rows_of(task) for task in self.tasks}
+
+    def candidate_list(self):
+        """The candidates, with their adapters resolved against the outputs root; a missing one fails by name."""
+        from medix_lib.evaluation import Candidate
+
+        out = []
+        for name, path in self.candidates.items():
+            adapter = str(self.upstream(path)) if path else None
+            if adapter and not (self.upstream(path) / "adapter_config.json").exists():
+                raise FileNotFoundError(f"candidate {name!r}: no adapter at {self.relative(adapter)} "
+                                        f"(run notebook 03 first, or remove it from 'candidates')")
+            out.append(Candidate(name, self.policy_model, adapter))
+        return out
 
 
 STAGE_PARAMS: dict[str, type[StageParams]] = {
@@ -302,4 +362,7 @@ def parameters_cell(stage: str) -> str:
     missing = [name for name in values if name not in comments]
     if missing:
         raise ValueError(f"{cls.__name__}: give these fields a comment: {missing}")
+    unparsable = [name for name, text in comments.items() if "=" in text]
+    if unparsable:  # papermill reads a parameters line up to its first "=" after the value: it would drop these
+        raise ValueError(f"{cls.__name__}: no '=' in the comments of {unparsable}")
     return "\n".join(f"{name} = {value!r}  # {comments[name]}" for name, value in values.items())

@@ -98,25 +98,54 @@ def reward_curves(history: list[dict], components: list[str], title: str, mechan
     return fig
 
 
-def accuracy_comparison(summaries: dict[str, dict], title: str, mechanics_only: bool):
-    """Judge accuracy per model with its bootstrap interval; judge failures and guard refusals annotated above each
-    bar's interval (inside a bar, a short bar would hide them)."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    names = list(summaries)
-    acc = np.array([summaries[n]["accuracy"] for n in names])
-    low = acc - np.array([summaries[n]["ci_low"] for n in names])
-    high = np.array([summaries[n]["ci_high"] for n in names]) - acc
-    ax.bar(names, acc, yerr=[low, high], capsize=6, color=PALETTE[:len(names)], edgecolor="white")
-    for i, name in enumerate(names):
-        s = summaries[name]
-        refused = f"\nrefused by guard={s['refused_by_guard']}" if "refused_by_guard" in s else ""
-        ax.text(i, min(s["ci_high"] + 0.03, 0.75), f"n={s['n']}\njudge failed={s['judge_failures']}{refused}",
-                ha="center", va="bottom", fontsize=8)
+def task_accuracy(result: dict, title: str):
+    """Judge accuracy per task and model with 95% bootstrap intervals, the macro average last; n, judge failures and
+    rule refusals under each task's name; the judge and its prompt hash in the title."""
+    tasks = [t for t in result["tasks"] if result["tasks"][t]]
+    models = list(result["macro"])
+    groups = tasks + ["macro average"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(groups) + 1.5), 4.0))
+    width = 0.8 / max(1, len(models))
+    for j, model in enumerate(models):
+        stats = [result["tasks"][t].get(model) for t in tasks] + [result["macro"][model]]
+        acc = np.array([s["accuracy"] if s else np.nan for s in stats])
+        low = np.array([s["ci_low"] if s else np.nan for s in stats])
+        high = np.array([s["ci_high"] if s else np.nan for s in stats])
+        x = np.arange(len(groups)) + (j - (len(models) - 1) / 2) * width
+        ax.bar(x, np.nan_to_num(acc), width, color=PALETTE[j % len(PALETTE)], label=model, edgecolor="white")
+        ax.errorbar(x, acc, yerr=[np.nan_to_num(acc - low), np.nan_to_num(high - acc)], fmt="none", ecolor="0.25",
+                    capsize=3, lw=1)
+    labels = []
+    for t in tasks:
+        s = next(iter(result["tasks"][t].values()))
+        failed = sum(v["judge_failures"] for v in result["tasks"][t].values())
+        refused = sum(sum(v["refused_by_rule"].values()) for v in result["tasks"][t].values())
+        labels.append(f"{t}\nn={s['n']}, judge failed {failed}, refused {refused}")
+    ax.set_xticks(np.arange(len(groups)), labels + ["macro average"], fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("judge accuracy (95% bootstrap CI)")
-    ax.set_title(title)
-    if mechanics_only:
-        mechanics_note(ax)
+    ax.set_title(f"{title}\njudge {result['judge']}, prompt {result['prompt_hash']}", fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def paired_differences(comparisons: dict[str, dict], title: str, metric: str = "accuracy"):
+    """Each comparison's paired difference per task with its 95% bootstrap interval; an interval clear of 0 is a
+    difference the sample resolves."""
+    rows = [(name, task, d) for name, per_task in comparisons.items() for task, d in per_task.items()]
+    fig, ax = plt.subplots(figsize=(7.0, 0.5 * max(3, len(rows)) + 1.2))
+    for k, (name, task, d) in enumerate(rows):
+        clear = d["ci_low"] > 0 or d["ci_high"] < 0
+        ax.errorbar(d["diff"], k, xerr=[[d["diff"] - d["ci_low"]], [d["ci_high"] - d["diff"]]], fmt="o",
+                    color=PALETTE[2] if clear else PALETTE[7], capsize=4)
+        ax.text(d["ci_high"] + 0.02, k, f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], n={d['n']}",
+                va="center", fontsize=8)
+    ax.axvline(0, color="0.3", lw=1)
+    ax.set_yticks(range(len(rows)), [f"{name}\n{task}" for name, task, _ in rows], fontsize=8)
+    ax.set_xlim(-1, 1.6)
+    ax.set_xlabel(f"paired difference in {metric} (95% bootstrap CI)")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -21,6 +21,13 @@ class Policy:
         return getattr(self.processing_class, "tokenizer", self.processing_class)
 
 
+def is_vision(name: str) -> bool:
+    """Whether ``name`` is a vision-language model (read from its config; no weights are loaded)."""
+    from transformers import AutoConfig
+
+    return hasattr(AutoConfig.from_pretrained(models.resolve_path(name)), "vision_config")
+
+
 def load(name: str, adapter_dir: str | None = None) -> Policy:
     """Load ``name`` (alias, hub id or path) for inference, with an optional PEFT adapter on top."""
     import torch
@@ -51,7 +58,8 @@ def load(name: str, adapter_dir: str | None = None) -> Policy:
 def generate(policy: Policy, prompts: list[list[dict]], images: list | None = None, n: int = 1,
              max_new_tokens: int = 128, temperature: float = 0.0, batch_size: int = 8, seed: int = 0,
              progress: bool = True) -> list[list[str]]:
-    """``n`` completions per conversational prompt (greedy when temperature is 0)."""
+    """``n`` completions per conversational prompt (greedy when temperature is 0), in the prompts' order. ``images``:
+    one image or None per prompt (a vision-language policy); rows with and without an image may be mixed."""
     import torch
     from tqdm.auto import tqdm
 
@@ -62,20 +70,27 @@ def generate(policy: Policy, prompts: list[list[dict]], images: list | None = No
              for p in prompts]
     # Never emit special tokens such as image placeholders: tiny models otherwise do, and decoding drops them.
     suppress = [i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id]
-    outputs: list[list[str]] = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="generate", disable=not progress):
-        chunk = texts[start:start + batch_size]
-        if policy.is_vision and images is not None:
-            chunk_images = [[img] if img is not None else None for img in images[start:start + batch_size]]
-            enc = policy.processing_class(text=chunk, images=chunk_images, return_tensors="pt", padding=True)
+    images = list(images) if images is not None and policy.is_vision else [None] * len(texts)
+    # Processors refuse a batch where some rows have an image and others None (TypeError in Qwen2-VL, LLaVA and
+    # friends), so each batch holds rows of one kind: image rows first, then text rows, each in their own order.
+    image_rows = [i for i, img in enumerate(images) if img is not None]
+    text_rows = [i for i, img in enumerate(images) if img is None]
+    batches = [rows[s:s + batch_size] for rows in (image_rows, text_rows) for s in range(0, len(rows), batch_size)]
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    outputs: list[list[str]] = [[] for _ in texts]
+    for rows in tqdm(batches, desc="generate", disable=not progress):
+        chunk = [texts[i] for i in rows]
+        if images[rows[0]] is not None:
+            enc = policy.processing_class(text=chunk, images=[[images[i]] for i in rows], return_tensors="pt",
+                                          padding=True)
         else:
             enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(policy.model.device)
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         with torch.inference_mode():
             out = policy.model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
                                         suppress_tokens=suppress or None, pad_token_id=tokenizer.pad_token_id,
                                         **sampling)
         decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        outputs.extend(decoded[i:i + n] for i in range(0, len(decoded), n))
+        for k, i in enumerate(rows):
+            outputs[i] = decoded[k * n:(k + 1) * n]
     return outputs

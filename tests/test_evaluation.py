@@ -1,36 +1,188 @@
-"""Evaluation: judge failures are counted, never scored as wrong; answer guards refuse before the judge is asked."""
+"""Evaluation: the protocol, the results store (resume after a real SIGKILL, no duplicates, failures retried), the
+report's statistics against known cases, and a fixture task end to end through the CLI."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
 from medix_lib import evaluation, params
+from medix_lib.contract import OutputContract
+from medix_lib.evaluation import stats
 from medix_lib.judge import JudgeItem
 from medix_lib.rewards import AccuracyReward
 from tests.judge_doubles import http_judge
 
+QUESTIONS = [("Which vitamin deficiency causes scurvy?", "vitamin C"), ("Which organ makes insulin?", "pancreas"),
+             ("Which bone is in the thigh?", "femur"), ("Which virus causes shingles?", "varicella zoster virus"),
+             ("Which gland makes cortisol?", "adrenal gland"), ("Which chamber pumps to the aorta?", "left ventricle"),
+             ("Which nerve supplies the diaphragm?", "phrenic nerve"), ("Which cells make antibodies?", "plasma cells"),
+             ("Which artery is occluded in an inferior MI?", "right coronary artery"),
+             ("Which enzyme is low in Gaucher disease?", "glucocerebrosidase"),
+             ("Which electrolyte causes peaked T waves?", "potassium"), ("Which organ stores bile?", "gallbladder")]
 
-def test_accuracy_reward_and_evaluator_see_failures(stub):
+
+def medqa_original(folder, rows=QUESTIONS):
+    """A MedQA copy in the original release's layout (US/4_options/phrases_no_exclude_test.jsonl)."""
+    path = folder / "US" / "4_options"
+    path.mkdir(parents=True)
+    with open(path / "phrases_no_exclude_test.jsonl", "w") as fh:
+        for i, (question, answer) in enumerate(rows):
+            options = {"A": answer, "B": "lung", "C": "kidney", "D": "spleen"}
+            fh.write(json.dumps({"question": question, "answer": answer, "options": options, "meta_info": "step1",
+                                 "answer_idx": "A", "metamap_phrases": []}) + "\n")
+    return folder
+
+
+# --- judge failures are counted, never scored as wrong ---------------------------------------------------------
+
+
+def test_accuracy_reward_sees_judge_failures_as_none(stub):
     completions = [f"<OTHER><thinking>.</thinking><answer>{a}</answer>" for a in ["heart attack", "E500", "angina"]]
     completions.append("no answer block")
     judge = http_judge(stub.url, max_retries=0)
     assert AccuracyReward(judge)(completions, answer=["myocardial infarction"] * 4) == [1.0, None, 0.0, 0.0]
     assert AccuracyReward(judge, failure_value=0.0)(completions, answer=["myocardial infarction"] * 4)[1] == 0.0
-    records = [v.to_dict() for v in judge([JudgeItem("myocardial infarction", p) for p in ["heart attack", "E500"]])]
-    summary = evaluation.summarise(records, 200, 0)
-    assert summary["judge_fail_rate"] == 0.5 and summary["accuracy"] == 1.0
+
+
+def _store_with(tmp_path, answers, reference="myocardial infarction", prompt="Diagnosis?"):
+    store = evaluation.ResultsStore(tmp_path / "results.sqlite")
+    store.register("m", {"policy": "test"})
+    store.put_responses("m", "synthetic_text", [
+        {"item": f"i{k}", "prompt": prompt, "reference": reference, "choices": None, "response": a, "answer": a}
+        for k, a in enumerate(answers)])
+    return store
 
 
 @pytest.mark.parametrize("guards", [True, False])
-def test_evaluator_applies_the_answer_guards_before_asking_the_judge(stub, guards):
-    cfg = params.load("04", "smoke", overrides={"answer_guards": guards})
+def test_rules_refuse_before_the_judge_is_asked(stub, tmp_path, guards):
     ramble = "Heart attack is a medical condition. " * 8  # 48 words against a 2-word reference
-    responses = ["<thinking>.</thinking><answer>heart attack</answer>", f"<answer>{ramble}</answer>",
-                 "<answer>angina or heart attack</answer>"]
-    rows = {"id": ["a", "b", "c"], "question": ["Diagnosis?"] * 3, "answer": ["myocardial infarction"] * 3}
+    store = _store_with(tmp_path, ["heart attack", ramble, "angina or heart attack",
+                                   "Reply with the diagnosis in a short final answer."])
     judge = http_judge(stub.url)
-    records = evaluation.judge_answers(cfg, judge, rows, responses)
+    protocol = evaluation.Protocol(system_prompt=True, answer_guards=guards)
+    evaluation.runner.judge_task(evaluation.Candidate("m", "x"), "synthetic_text", [judge], 1, protocol, store,
+                                 OutputContract().system_prompt())
+    verdicts = store.verdicts("m", "synthetic_text", evaluation.judge_key(judge), judge.prompt_hash)
+    rules = [verdicts[f"i{k}"][0]["rule"] for k in range(4)]
+    labels = [verdicts[f"i{k}"][0]["label"] for k in range(4)]
+    # an answer that only restates the prompt is never judged, guards or not
+    assert rules[3] == "restates_prompt" and labels[3] is False
     if guards:
-        assert [r["rule"] for r in records] == [None, "overlong", "candidate_list"]
-        assert [r["label"] for r in records] == [True, False, False] and judge.last_stats.model_calls == 1
-        assert evaluation.summarise(records, 200, 0)["refused_by_guard"] == 2
+        assert rules[:3] == [None, "overlong", "candidate_list"] and labels[:3] == [True, False, False]
     else:  # the stub says YES to anything mentioning "heart attack": what a lenient judge would do
-        assert [r["label"] for r in records] == [True, True, True] and judge.last_stats.model_calls == 3
+        assert labels[:3] == [True, True, True]
+
+
+def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path):
+    store = _store_with(tmp_path, ["heart attack", "GARBAGE reply", "E500"])
+    judge = http_judge(stub.url, max_retries=1)
+    candidate, protocol = evaluation.Candidate("m", "x"), evaluation.Protocol()
+    first = evaluation.runner.judge_task(candidate, "synthetic_text", [judge], 1, protocol, store, "", retries=2)
+    assert first["judge_failures_left"] == 2  # GARBAGE and E500 still fail after the bounded retries
+    result = evaluation.report(store, ["m"], ["synthetic_text"], evaluation.judge_key(judge), judge.prompt_hash, 200)
+    summary = result["tasks"]["synthetic_text"]["m"]
+    assert summary["n"] == 3 and summary["judge_failures"] == 2 and summary["scored"] == 1
+    assert summary["accuracy"] == 1.0 and summary["judge_fail_rate"] == pytest.approx(2 / 3)
+    stub.healed = True  # the server recovers: a rerun asks exactly the failed items again
+    calls = len(stub.requests)
+    second = evaluation.runner.judge_task(candidate, "synthetic_text", [judge], 1, protocol, store, "", retries=0)
+    assert len(stub.requests) - calls == 1 + 1  # E500 once (healed), GARBAGE once (still unparsable)
+    assert second["judge_failures_left"] == 1
+
+
+# --- the report's statistics ---------------------------------------------------------------------------------------
+
+
+def test_bootstrap_intervals_cover_known_means():
+    low, high = stats.bootstrap_ci([1] * 30 + [0] * 70, n_boot=4000, seed=1)
+    assert low < 0.3 < high and high - low == pytest.approx(2 * 1.96 * (0.3 * 0.7 / 100) ** 0.5, abs=0.03)
+    same = stats.paired_bootstrap([1, 0, 1, 0] * 25, [1, 0, 1, 0] * 25, 2000, 0)
+    assert same["diff"] == 0 and same["ci_low"] == same["ci_high"] == 0
+    better = stats.paired_bootstrap([0] * 50 + [1] * 50, [1] * 90 + [0] * 10, 4000, 0)
+    assert better["diff"] == pytest.approx(0.4) and better["ci_low"] > 0.2
+
+
+def test_rule_metrics():
+    assert stats.exact_match("Femur.", "femur") == 1.0 and stats.token_f1("the femur", "femur bone") == pytest.approx(
+        2 / 3)
+    assert stats.chosen_option("Answer: C", ["a", "b", "c"]) == 2 and stats.chosen_option("b", ["a", "b"]) == 1
+    assert stats.chosen_option("a or b", ["a", "b"]) is None
+
+
+def test_mcq_prompt_has_choices_and_no_system_prompt():
+    row = {"question": "Most common site?", "choices": ["Ovary", "Ampulla"], "answer": "Ampulla", "image": None}
+    messages = evaluation.prompt_messages(row, OutputContract(), system_prompt=False, with_choices=True,
+                                          with_image=False)
+    assert messages == [{"role": "user", "content": "Most common site?\nChoices: A. Ovary B. Ampulla"}]
+
+
+def test_a_candidate_name_cannot_mean_two_models(tmp_path):
+    store = evaluation.ResultsStore(tmp_path / "r.sqlite")
+    store.register("base", {"policy_model": "a"})
+    store.register("base", {"policy_model": "a"})
+    with pytest.raises(evaluation.StoreError, match="candidate 'base' was evaluated with other settings"):
+        store.register("base", {"policy_model": "b"})
+
+
+def test_params_refuse_rounds_that_are_not_independent():
+    with pytest.raises(params.ParamsError, match="judge_rounds.*independent"):
+        params.load("04", "smoke", overrides={"judge_rounds": 3})
+    assert len(params.load("04", "smoke", overrides={"judge_rounds": 3,
+                                                     "extra_judge_models": ["smollm2-135m-instruct"]}).judges()) == 2
+
+
+# --- a fixture task end to end, killed and resumed -----------------------------------------------------------------
+
+
+def _evaluate(out, source, url):
+    return [sys.executable, "-m", "medix_lib", "evaluate", "--model", "smollm2-135m-instruct", "--name", "base",
+            "--tasks", "medqa", "--source", f"medqa={source}", "--judge", "stub-judge", "--judge-backend", "openai",
+            "--base-url", url, "--max-new-tokens", "6", "--output", str(out)]
+
+
+@pytest.mark.slow
+def test_evaluation_resumes_after_sigkill_without_redoing_or_duplicating(stub, tmp_path):
+    source = medqa_original(tmp_path / "medqa")
+    out = tmp_path / "eval"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_evaluate(out, source, stub.url), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    db = out / "results.sqlite"
+    deadline = time.monotonic() + 600
+    seen = 0
+    while proc.poll() is None and time.monotonic() < deadline:
+        if db.exists():
+            try:
+                seen = sqlite3.connect(db).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            except sqlite3.OperationalError:
+                seen = 0
+            if seen:
+                break
+        time.sleep(0.1)
+    assert seen and proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r[0]: r[1:] for r in sqlite3.connect(db).execute("SELECT item, response, created FROM responses")}
+    assert 0 < len(before) < len(QUESTIONS)
+
+    done = subprocess.run(_evaluate(out, source, stub.url), env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = sqlite3.connect(db).execute("SELECT item, response, created FROM responses").fetchall()
+    assert len(rows) == len({r[0] for r in rows}) == len(QUESTIONS)  # every item once
+    assert all(before[item] == (response, created) for item, response, created in rows if item in before)
+    verdicts = sqlite3.connect(db).execute("SELECT COUNT(*), COUNT(DISTINCT item) FROM verdicts").fetchone()
+    assert verdicts == (len(QUESTIONS), len(QUESTIONS))
+    report = json.loads((out / "report.json").read_text())
+    assert report["tasks"]["medqa"]["base"]["n"] == len(QUESTIONS)
+    assert report["prompt_hash"] and report["judge"] == "openai:stub-judge"
+
+    calls = len(stub.requests)
+    again = subprocess.run(_evaluate(out, source, stub.url), env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and len(stub.requests) == calls  # a finished evaluation asks no model again
+    assert json.loads((out / "report.json").read_text()) == report

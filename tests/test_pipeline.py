@@ -55,10 +55,12 @@ def test_training_and_evaluation_numbers_are_real(tiny_run):
     assert (tiny_run / "03_train_grpo/smoke/model/adapter_config.json").exists()
     evaluation = json.loads((tiny_run / "04_evaluate_with_judge/smoke/metrics.json").read_text())
     for model in ("base", "warmup", "grpo"):
-        summary = evaluation[model]
+        summary = evaluation["tasks"]["synthetic_text"][model]
         assert summary["n"] == 4
         assert 0.0 <= summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"] <= 1.0
         assert summary["judge_failures"] == 0
+    assert evaluation["store"] == "04_evaluate_with_judge/smoke/results.sqlite"  # relative to the outputs root
+    assert set(evaluation["comparisons"]) == {"grpo - warmup", "grpo - base"}
 
 
 @pytest.mark.slow

@@ -144,8 +144,5 @@ def load_task(name: str, source: str | Path | None = None, split: str | None = N
 
 
 __all__ = ["METRICS", "MEDICAL_SUBJECTS", "MissingImageError", "PAPER_TASKS", "PROTOCOLS", "RowStream", "TASKS",
-           "Task", "get_task", "list_tasks", "load_task"]
+           "Task", "get_task", "list_tasks", "load_medix_r1", "load_task"]
 
-
-__all__ = ["PAPER_TASKS", "TASKS", "MissingImageError", "RowStream", "Task", "get_task", "list_tasks", "load_task",
-           "load_medix_r1"]

@@ -150,9 +150,17 @@ class Judge:
         payload = json.dumps([self.backend, self._identity, self.prompt_hash, *key[:3]], ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
 
+    @property
+    def rubric(self) -> bool:
+        """True for a rubric template: verdicts carry a 0-1 ``score`` (grade / 5), and ``label`` is score >= 0.5."""
+        return self._template.kind == "rubric"
+
     def _score(self, prompts: list[list[dict]], progress: bool) -> list[Score]:
         try:
-            if hasattr(self._backend, "score"):
+            if self.rubric:
+                scores = [Score(p_yes=s.score, error=s.error, attempts=s.attempts)
+                          for s in self._backend.score(prompts, progress=progress, rubric=True)]
+            elif hasattr(self._backend, "score"):
                 scores = self._backend.score(prompts, progress=progress)
             else:  # a minimal backend that only knows P(YES)
                 scores = [Score(p_yes=p) for p in self._backend.p_yes(prompts, progress=progress)]
@@ -170,6 +178,8 @@ class Judge:
             return None
 
     def _label(self, p_yes: float | None, label: bool | None) -> bool | None:
+        if self.rubric:
+            return None if p_yes is None else p_yes >= 0.5
         return label if p_yes is None else p_yes >= self.p_yes_threshold
 
     def __call__(self, items: list[JudgeItem], progress: bool = False) -> list[Verdict]:
@@ -218,8 +228,9 @@ class Judge:
         for key in keys:
             p, label, error, cached, rule = results[key]
             stats.failures += error is not None
-            verdicts.append(Verdict(label=label, p_yes=p, error=error, cached=cached, judge=self.model,
-                                    prompt_hash=self.prompt_hash, backend=self.backend, rule=rule))
+            verdicts.append(Verdict(label=label, p_yes=None if self.rubric else p, error=error, cached=cached,
+                                    judge=self.model, prompt_hash=self.prompt_hash, backend=self.backend, rule=rule,
+                                    score=p if self.rubric else None))
         stats.seconds = time.perf_counter() - start
         self.last_stats = stats
         self.total_stats.add(stats)

@@ -10,7 +10,7 @@ import os
 import random
 from typing import Callable
 
-from medix_lib.judge.protocol import Score, parse_reply
+from medix_lib.judge.protocol import Score, parse_grade, parse_reply
 
 def run_sync(factory: Callable[[], "asyncio.Future"]):
     """Run a coroutine to completion from sync code, also where an event loop is already running (Jupyter, an
@@ -44,13 +44,17 @@ class OpenAIJudge:
     P(YES) comes from the first token's ``top_logprobs`` when the server returns them; otherwise the reply is parsed
     strictly (``parse_reply``). ``constrain`` asks the server to decode only YES or NO (``CONSTRAIN_MODES``).
     The API key is read from the environment variable ``api_key_env`` at request time, never stored or logged.
+    Requests carry ``chat_template_kwargs: {"enable_thinking": false}`` (``thinking=False``): Qwen3 judges otherwise
+    open with a reasoning block where the verdict is expected (vLLM, SGLang and ``transformers serve`` read it).
+    ``temperature`` above 0 with a ``seed`` makes independent samples of one judge (rounds of a majority vote).
     """
 
     name = "openai"
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 30.0, concurrency: int = 16, max_retries: int = 3, backoff: float = 0.5,
-                 max_tokens: int = 4, logprobs: bool = True, constrain: str = "none", extra_body: dict | None = None):
+                 max_tokens: int = 4, logprobs: bool = True, constrain: str = "none", extra_body: dict | None = None,
+                 thinking: bool = False, temperature: float = 0.0, seed: int | None = None):
         if constrain not in CONSTRAIN_MODES:
             raise ValueError(f"unknown constrain mode {constrain!r}; valid: {', '.join(CONSTRAIN_MODES)}")
         self.base_url = (base_url or os.environ.get("MEDIX_JUDGE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
@@ -63,15 +67,23 @@ class OpenAIJudge:
         self.model_name, self.api_key_env = model, api_key_env
         self.timeout, self.concurrency, self.max_retries, self.backoff = timeout, concurrency, max_retries, backoff
         self.max_tokens, self.logprobs, self.constrain = max_tokens, logprobs, constrain
+        self.thinking, self.temperature, self.seed = thinking, temperature, seed
+        self._template_kwargs = True  # dropped for servers that refuse it (OpenAI's own API)
         self.extra_body = dict(extra_body or {})
 
     def identity(self) -> str:
-        return self.model_name
+        """The model, and for sampled judges the temperature and seed: each round's verdicts are cached apart."""
+        return self.model_name if not self.temperature else f"{self.model_name}@t{self.temperature:g}/s{self.seed}"
 
-    def _body(self, messages: list[dict]) -> dict:
-        body = {"model": self.model_name, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens,
-                **CONSTRAIN_MODES[self.constrain], **self.extra_body}
-        if self.logprobs:
+    def _body(self, messages: list[dict], rubric: bool = False) -> dict:
+        body = {"model": self.model_name, "messages": messages, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, **({} if rubric else CONSTRAIN_MODES[self.constrain]),
+                **self.extra_body}
+        if self._template_kwargs:
+            body["chat_template_kwargs"] = {"enable_thinking": self.thinking}
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if self.logprobs and not rubric:
             body.update(logprobs=True, top_logprobs=5)
         return body
 
@@ -90,19 +102,22 @@ class OpenAIJudge:
         total = mass["yes"] + mass["no"]
         return mass["yes"] / total if total > 0 else None
 
-    def _interpret(self, data: dict) -> Score:
+    def _interpret(self, data: dict, rubric: bool = False) -> Score:
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
             return Score(error=f"malformed reply: {json.dumps(data)[:200]}")
+        if rubric:
+            grade = parse_grade(text)
+            return Score(error=f"unparsable grade: {text[:200]!r}") if grade is None else Score(score=grade / 5)
         p = self._p_yes_from_logprobs(choice)
         label = parse_reply(text)
         if p is None and label is None:
             return Score(error=f"unparsable reply: {text[:200]!r}")
         return Score(p_yes=p, label=label)
 
-    async def _score_one(self, client, messages: list[dict]) -> Score:
+    async def _score_one(self, client, messages: list[dict], rubric: bool = False) -> Score:
         import httpx
 
         error = "no attempt made"
@@ -110,13 +125,17 @@ class OpenAIJudge:
             if attempt:
                 await asyncio.sleep(min(30.0, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random()))
             try:
-                response = await asyncio.wait_for(client.post("/chat/completions", json=self._body(messages)),
+                response = await asyncio.wait_for(client.post("/chat/completions", json=self._body(messages, rubric)),
                                                   self.timeout)
             except (asyncio.TimeoutError, httpx.TimeoutException):
                 error = f"timeout after {self.timeout:g}s"
                 continue
             except httpx.HTTPError as err:  # refused, reset, dropped mid-reply, protocol garbage
                 error = f"connection error: {type(err).__name__}: {err}"
+                continue
+            if response.status_code == 400 and self._template_kwargs and "chat_template_kwargs" in response.text:
+                self._template_kwargs = False  # a server without chat templates: nothing to switch off there
+                error = f"HTTP 400 with chat_template_kwargs: {response.text[:200]}"
                 continue
             if response.status_code == 400 and self.logprobs and "logprob" in response.text.lower():
                 self.logprobs = False  # this server refuses logprobs: parse replies instead, from now on
@@ -132,11 +151,11 @@ class OpenAIJudge:
             except ValueError:
                 error = f"reply is not JSON: {response.text[:200]!r}"
                 continue
-            score = self._interpret(data)
-            return Score(score.p_yes, score.label, score.error, attempts=attempt + 1)
+            score = self._interpret(data, rubric)
+            return Score(score.p_yes, score.label, score.error, attempts=attempt + 1, score=score.score)
         return Score(error=f"{error} (after {self.max_retries + 1} attempts)", attempts=self.max_retries + 1)
 
-    async def _score_all(self, prompts: list[list[dict]], progress: bool) -> list[Score]:
+    async def _score_all(self, prompts: list[list[dict]], progress: bool, rubric: bool) -> list[Score]:
         import httpx
         from tqdm.auto import tqdm
 
@@ -158,7 +177,7 @@ class OpenAIJudge:
         async def worker(client) -> None:
             while not queue.empty():
                 i, messages = queue.get_nowait()
-                results[i] = await self._score_one(client, messages)
+                results[i] = await self._score_one(client, messages, rubric)
                 bar.update()
 
         try:
@@ -169,5 +188,5 @@ class OpenAIJudge:
                 await client.aclose()
         return results
 
-    def score(self, prompts: list[list[dict]], progress: bool = False) -> list[Score]:
-        return run_sync(lambda: self._score_all(prompts, progress))
+    def score(self, prompts: list[list[dict]], progress: bool = False, rubric: bool = False) -> list[Score]:
+        return run_sync(lambda: self._score_all(prompts, progress, rubric))

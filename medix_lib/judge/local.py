@@ -144,7 +144,7 @@ class TransformersJudge:
             batches += [(width, rows, items[i:i + rows]) for i in range(0, len(items), rows)]
         return batches
 
-    def _run(self, prompts: list[list[dict]], progress: bool) -> list[float | Exception]:
+    def _run(self, prompts: list[list[dict]], progress: bool, rubric: bool = False) -> list[float | Exception]:
         import copy
 
         import torch
@@ -153,6 +153,7 @@ class TransformersJudge:
         tokenizer = models.load_tokenizer(self.model_name)
         model = models.load_causal_lm(self.model_name, self.device, self.dtype)
         yes_ids, no_ids = yes_no_token_ids(tokenizer)
+        digit_ids = [tokenizer.encode(str(d), add_special_tokens=False)[0] for d in range(6)] if rubric else None
         encoded = [encode_prompt(tokenizer, p) for p in prompts]
         results: list[float | Exception] = [0.0] * len(prompts)
         groups: dict[tuple[int, ...], list[int]] = {}  # one group per distinct prefix: one, for a single template
@@ -172,8 +173,13 @@ class TransformersJudge:
                         logits = next_token_logits(model, [tails[i] for i in batch], len(prefix),
                                                    copy.deepcopy(prefix_kv), tokenizer.pad_token_id or 0,
                                                    width, rows).float()
-                    margin = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)
-                    for i, p in zip(batch, torch.sigmoid(margin).tolist()):
+                    if rubric:  # the expected grade under the next-token distribution over the digits 0-5, / 5
+                        grades = torch.softmax(logits[:, digit_ids], -1) @ torch.arange(6.0, device=logits.device)
+                        values = (grades / 5).tolist()
+                    else:
+                        margin = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)
+                        values = torch.sigmoid(margin).tolist()
+                    for i, p in zip(batch, values):
                         results[members[i]] = p
                 except Exception as err:  # one bad batch (e.g. out of memory) fails its items, not the whole call
                     for i in batch:
@@ -188,6 +194,7 @@ class TransformersJudge:
                 raise r
         return results
 
-    def score(self, prompts: list[list[dict]], progress: bool = False) -> list[Score]:
-        return [Score(error=f"{type(r).__name__}: {r}") if isinstance(r, Exception) else Score(p_yes=r)
-                for r in self._run(prompts, progress)]
+    def score(self, prompts: list[list[dict]], progress: bool = False, rubric: bool = False) -> list[Score]:
+        return [Score(error=f"{type(r).__name__}: {r}") if isinstance(r, Exception)
+                else Score(score=r) if rubric else Score(p_yes=r)
+                for r in self._run(prompts, progress, rubric)]

@@ -32,7 +32,8 @@ _ICD_VAGUE = re.compile(r"\b(other|unspecified|not elsewhere classified|NEC|and|
 
 
 def concepts() -> dict[str, Concept]:
-    """HPO phenotypic abnormalities and ICD-10 categories/subcategories with short, self-contained titles.
+    """HPO phenotypic abnormalities and ICD-10 categories/subcategories with short, self-contained titles, drugs
+    (:func:`drug_concepts`) and imaging vocabulary (:func:`imaging_concepts`).
 
     ICD titles with "other", "unspecified", "and/or", "with/without" are left out: they are either equal to their
     parent in meaning ("Asthma, unspecified") or conjunctions, so their gold label would be noise.
@@ -65,6 +66,82 @@ def concepts() -> dict[str, Concept]:
         parents = (f"ICD10:{parent.code}",) if parent and parent.kind in ("category", "subcategory") else ()
         out[f"ICD10:{c.code}"] = Concept(f"ICD10:{c.code}", c.description, (), parents)
     # A parent dropped above (vague title) leaves no edge: siblings still share the dropped parent's id.
+    return {**out, **drug_concepts(), **imaging_concepts()}
+
+
+# WHO INN stems: drugs that share one belong to one class, so two of them are the near miss a grader must not accept
+# ("atorvastatin" against "simvastatin"); the stem is their shared parent.
+_INN_STEMS = ("statin", "pril", "sartan", "olol", "dipine", "prazole", "tidine", "mab", "tinib", "cillin", "mycin",
+              "floxacin", "cycline", "conazole", "vir", "parin", "triptan", "setron", "lukast", "gliptin", "gliflozin",
+              "glitazone", "oxetine", "pramine", "azepam", "barbital", "caine", "profen", "dronate", "terol",
+              "tropium", "semide", "thiazide", "sone", "solone", "lutamide", "platin", "rubicin", "tecan", "fibrate",
+              "azosin", "oxacin", "cef", "sulfa", "navir", "previr", "buvir", "tegravir", "lamide", "xaban", "gatran")
+
+
+def _stem(name: str) -> str | None:
+    word = name.split()[0] if name else ""
+    return next((s for s in _INN_STEMS if (word.startswith(s) if s in ("cef", "sulfa") else word.endswith(s))
+                 and len(word) > len(s) + 2), None)
+
+
+def drug_concepts() -> dict[str, Concept]:
+    """Single-ingredient drugs of the drug dictionary: the generic name, its brand and variant names as synonyms,
+    and its INN stem (class) as parent, so siblings are drugs of one class.
+
+    >>> c = drug_concepts()["drug:atorvastatin"]
+    >>> c.parents, "lipitor" in [s.lower() for s in c.synonyms]
+    (('stem:statin',), True)
+    """
+    from medix_lib.data.ontologies import drug_dictionary
+
+    d = drug_dictionary()
+    variants = defaultdict(list)
+    for variant, canonical in d["drug_variant_to_canonical"].items():
+        if len(canonical) == 1:
+            variants[canonical[0]].append(variant)
+    out = {}
+    for canonical, data in d["drug_canonical_to_data"].items():
+        if "," in canonical or " and " in canonical or not canonical.replace("-", "").isalpha():
+            continue  # combinations and salts with digits are enumerations, not one answer
+        stem = _stem(canonical)
+        synonyms = tuple(sorted(v for v in variants.get(canonical, ())
+                                if v != canonical and v.replace("-", "").isalpha() and len(v) > 3))
+        if stem or synonyms:
+            out[f"drug:{canonical}"] = Concept(f"drug:{canonical}", canonical, synonyms,
+                                               (f"stem:{stem}",) if stem else ())
+    return out
+
+
+# DICOM context groups of imaging vocabulary: acquisition modality, radiographic view, anatomic modifier, common
+# anatomic region. Members of one group are siblings (CT and MR, postero-anterior and antero-posterior).
+_DICOM_GROUPS = (29, 4010, 2, 4031)
+
+
+def imaging_concepts() -> dict[str, Concept]:
+    """Imaging terms of the DICOM standard's code dictionaries (as pydicom ships them): a concept's meaning in each
+    coding scheme, and a modality's own code (CT, MR, US, ...), are synonyms.
+
+    >>> c = imaging_concepts()["dicom:ComputedTomography"]
+    >>> "CT" in c.synonyms, c.parents[0]
+    (True, 'cid:29')
+    """
+    import pydicom.sr._cid_dict as cid
+    import pydicom.sr._concepts_dict as schemes
+
+    out = {}
+    for group in _DICOM_GROUPS:
+        for keyword in sorted({k for keywords in cid.cid_concepts[group].values() for k in keywords}):
+            names = []
+            for scheme in ("SCT", "DCM", "RADLEX"):
+                for code, (meaning, _) in schemes.concepts.get(scheme, {}).get(keyword, {}).items():
+                    names.append(meaning)
+                    if scheme == "DCM" and group == 29 and code.isalpha() and code.upper() == code:
+                        names.append(code)
+            unique = list(dict.fromkeys(n for n in names if n))
+            if unique:
+                key = f"dicom:{keyword}"
+                parents = out[key].parents + (f"cid:{group}",) if key in out else (f"cid:{group}",)
+                out[key] = Concept(key, unique[0], tuple(unique[1:]), parents)
     return out
 
 

@@ -17,14 +17,15 @@ from medix_lib.text import lower_first, normalise
 from medix_lib.verifier.concepts import (ORGANS, Concept, concepts, contrast, enlarged_organ, normal_region,
                                          organ_rephrase, paraphrase, recase, swap_organ, swap_side)
 
-PAIRS_VERSION = "pairs-v6"  # bump when pair generation changes: it is part of the verifier's training record
+PAIRS_VERSION = "pairs-v7"  # bump when pair generation changes: it is part of the verifier's training record
 SPLITS = ("train", "validation", "test")
 YES_TYPES = ("synonym", "synonym-synonym", "paraphrase")
 NO_TYPES = ("sibling", "parent-child", "random", "laterality", "negation", "contrast", "organ-swap")
 # Both classes, reported on their own: asymmetric negation (the known weak spot), answers given as a sentence, a
 # hedge or filler (what a policy actually writes; v1 verifiers said YES to any long text), and equivalences that cross
-# negation (a normal finding said as the absence of an abnormal one; "benign" as "not malignant").
-MIXED_TYPES = ("negation-asym", "verbose", "cross-negation")
+# negation (a normal finding said as the absence of an abnormal one; "benign" as "not malignant"); drug names (a brand
+# and its generic; two drugs of one class) and imaging vocabulary (a modality and its code; two views, two planes).
+MIXED_TYPES = ("negation-asym", "verbose", "cross-negation", "drug", "imaging")
 PAIR_TYPES = YES_TYPES + NO_TYPES + MIXED_TYPES
 
 
@@ -207,8 +208,8 @@ def concept_splits(concepts_: dict[str, Concept], cfg: PairConfig) -> dict[str, 
 
 
 def _source(ids) -> str:
-    kinds = sorted({"icd10" if i.startswith("ICD10:") else "lexicon" if i.startswith("finding:") else "hpo"
-                    for i in ids})
+    prefixes = {"ICD10:": "icd10", "finding:": "lexicon", "drug:": "drugs", "dicom:": "dicom"}
+    kinds = sorted({next((v for k, v in prefixes.items() if i.startswith(k)), "hpo") for i in ids})
     return "+".join(kinds)
 
 
@@ -247,6 +248,10 @@ def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rn
     regions = [(i, normal_region(pool[i].name)) for i in ids if normal_region(pool[i].name)]
     enlarged = [(i, enlarged_organ(pool[i])) for i in ids if enlarged_organ(pool[i])]
     benign = [i for i in ids if lower_first(pool[i].name).startswith("benign ")]
+    drug_groups = [g for g in sib_groups if g[0].startswith("drug:")]
+    branded = [i for i in ids if i.startswith("drug:") and pool[i].synonyms]
+    imaging_groups = [g for g in sib_groups if g[0].startswith("dicom:")]
+    imaging_named = [i for i in ids if i.startswith("dicom:") and pool[i].synonyms]
     findings = [(f, o) for f in _FINDINGS for o in ORGANS if _unit(f"{f}|{o[0]}") in _SPLIT_RANGES[split]]
 
     def form(cid: str) -> str:
@@ -332,6 +337,18 @@ def _pairs_for_split(pool: dict[str, Concept], names: dict[str, str], n: int, rn
         if kind == "paraphrase" and rephrasable and rng.random() < 0.25:
             cid = rng.choice(rephrasable)
             return pool[cid].name, organ_rephrase(pool[cid].name), True, (cid,)
+        if kind == "drug" and (drug_groups or branded):
+            if branded and (rng.random() < 0.45 or not drug_groups):
+                cid = rng.choice(branded)
+                return pool[cid].name, rng.choice(pool[cid].synonyms), True, (cid,)
+            a, b = rng.sample(rng.choice(drug_groups), 2)
+            return form(a), form(b), False, (a, b)
+        if kind == "imaging" and (imaging_groups or imaging_named):
+            if imaging_named and (rng.random() < 0.45 or not imaging_groups):
+                cid = rng.choice(imaging_named)
+                return pool[cid].name, rng.choice(pool[cid].synonyms), True, (cid,)
+            a, b = rng.sample(rng.choice(imaging_groups), 2)
+            return form(a), form(b), False, (a, b)
         if kind == "cross-negation":
             family = rng.choice([f for f, ok in (("region", regions), ("size", enlarged), ("benign", benign)) if ok])
             yes = rng.random() < 0.5

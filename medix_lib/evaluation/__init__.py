@@ -1,0 +1,19 @@
+"""Reference-based evaluation with an LLM judge, under the paper's protocol, over the benchmark registry.
+
+- :mod:`~medix_lib.evaluation.protocol`: prompts (no system prompt, options for MCQ-origin items), the final answer
+  the judge sees, the restated-prompt rule;
+- :mod:`~medix_lib.evaluation.store`: the results store (SQLite, a row per model, task and item, resumable);
+- :mod:`~medix_lib.evaluation.runner`: generation and judging into the store;
+- :mod:`~medix_lib.evaluation.report`: per-task and macro results with bootstrap intervals, recomputed from the store;
+- :mod:`~medix_lib.evaluation.stats`: bootstrap, paired bootstrap, exact match, token F1, chosen option.
+"""
+
+from medix_lib.evaluation.protocol import final_answer, prompt_messages, restates_prompt
+from medix_lib.evaluation.report import report, table
+from medix_lib.evaluation.runner import Candidate, Protocol, evaluate, judge_key
+from medix_lib.evaluation.stats import bootstrap_ci, chosen_option, exact_match, paired_bootstrap, token_f1
+from medix_lib.evaluation.store import ResultsStore, StoreError
+
+__all__ = ["Candidate", "Protocol", "ResultsStore", "StoreError", "bootstrap_ci", "chosen_option", "evaluate",
+           "exact_match", "final_answer", "judge_key", "paired_bootstrap", "prompt_messages", "report",
+           "restates_prompt", "table", "token_f1"]

@@ -1,0 +1,125 @@
+"""The results store: one row per (model, task, item) for the response and one per (model, task, item, judge, round)
+for the verdict, in SQLite, each written in its own committed transaction as the run goes.
+
+Kill the process at any point and run the same command again: finished responses and successful verdicts are not
+redone (primary keys make a second write of the same row impossible), judge failures are retried, generation resumes
+at the first item without a response. Every number of a report is recomputed from these rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS candidates (
+    name TEXT PRIMARY KEY, settings TEXT NOT NULL, created REAL);
+CREATE TABLE IF NOT EXISTS responses (
+    model TEXT, task TEXT, item TEXT, prompt TEXT, reference TEXT, choices TEXT, response TEXT, answer TEXT,
+    created REAL, PRIMARY KEY (model, task, item));
+CREATE TABLE IF NOT EXISTS verdicts (
+    model TEXT, task TEXT, item TEXT, judge TEXT, prompt_hash TEXT, round INTEGER,
+    label INTEGER, p_yes REAL, score REAL, error TEXT, rule TEXT, created REAL,
+    PRIMARY KEY (model, task, item, judge, prompt_hash, round));
+CREATE TABLE IF NOT EXISTS skipped (
+    model TEXT, task TEXT, reason TEXT, PRIMARY KEY (model, task));
+"""
+
+
+class StoreError(ValueError):
+    """The store already holds a candidate of this name evaluated with other settings."""
+
+
+class ResultsStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a committed row survives a kill and a power cut
+        return db
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        db = self._db()
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        db = self._db()
+        try:
+            with db:  # one transaction: all of these rows or none
+                db.executemany(sql, rows)
+        finally:
+            db.close()
+
+    def register(self, name: str, settings: dict) -> None:
+        """Record what ``name`` means (policy, adapter hash, generation settings); refuse a clash, so a resumed run
+        never mixes responses of two different models under one name."""
+        text = json.dumps(settings, sort_keys=True)
+        found = self._query("SELECT settings FROM candidates WHERE name = ?", (name,))
+        if found and found[0][0] != text:
+            raise StoreError(f"{self.path.name}: candidate {name!r} was evaluated with other settings "
+                             f"({found[0][0]}); use another name or another store")
+        if not found:
+            self._write("INSERT INTO candidates VALUES (?, ?, ?)", [(name, text, time.time())])
+
+    def answered(self, model: str, task: str) -> set[str]:
+        return {r[0] for r in self._query("SELECT item FROM responses WHERE model = ? AND task = ?", (model, task))}
+
+    def put_responses(self, model: str, task: str, rows: list[dict]) -> None:
+        """``rows``: item, prompt, reference, choices, response, answer. A row already stored is kept as it was."""
+        now = time.time()
+        self._write("INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(model, task, r["item"], r["prompt"], r["reference"], json.dumps(r.get("choices")),
+                      r["response"], r["answer"], now) for r in rows])
+
+    def responses(self, model: str, task: str) -> list[dict]:
+        rows = self._query("SELECT item, prompt, reference, choices, response, answer FROM responses "
+                           "WHERE model = ? AND task = ? ORDER BY item", (model, task))
+        return [{"item": i, "prompt": p, "reference": ref, "choices": json.loads(c), "response": resp, "answer": a}
+                for i, p, ref, c, resp, a in rows]
+
+    def judged(self, model: str, task: str, judge: str, prompt_hash: str, round_: int) -> set[str]:
+        """Items with a successful verdict (failures do not count: they are asked again)."""
+        return {r[0] for r in self._query(
+            "SELECT item FROM verdicts WHERE model = ? AND task = ? AND judge = ? AND prompt_hash = ? AND round = ? "
+            "AND error IS NULL", (model, task, judge, prompt_hash, round_))}
+
+    def put_verdicts(self, model: str, task: str, judge: str, prompt_hash: str, round_: int,
+                     verdicts: list[dict]) -> None:
+        """``verdicts``: item, label, p_yes, score, error, rule. A failure is replaced by the next attempt."""
+        now = time.time()
+        self._write("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(model, task, v["item"], judge, prompt_hash, round_,
+                      None if v["label"] is None else int(v["label"]), v.get("p_yes"), v.get("score"), v.get("error"),
+                      v.get("rule"), now) for v in verdicts])
+
+    def verdicts(self, model: str, task: str, judge: str, prompt_hash: str) -> dict[str, list[dict]]:
+        """item -> its verdicts, one per round."""
+        out: dict[str, list[dict]] = {}
+        for item, round_, label, p_yes, score, error, rule in self._query(
+                "SELECT item, round, label, p_yes, score, error, rule FROM verdicts WHERE model = ? AND task = ? "
+                "AND judge = ? AND prompt_hash = ? ORDER BY item, round", (model, task, judge, prompt_hash)):
+            out.setdefault(item, []).append({"round": round_, "label": None if label is None else bool(label),
+                                             "p_yes": p_yes, "score": score, "error": error, "rule": rule})
+        return out
+
+    def skip(self, model: str, task: str, reason: str) -> None:
+        self._write("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)", [(model, task, reason)])
+
+    def skipped(self, model: str) -> dict[str, str]:
+        return dict(self._query("SELECT task, reason FROM skipped WHERE model = ?", (model,)))
+
+    def counts(self) -> dict[str, int]:
+        return {table: self._query(f"SELECT COUNT(*) FROM {table}")[0][0]
+                for table in ("candidates", "responses", "verdicts", "skipped")}
