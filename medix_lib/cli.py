@@ -21,6 +21,8 @@ def cmd_run(args) -> int:
 
     try:
         overrides = pipeline.parse_overrides(args.set)
+        if args.resume:  # continue notebook 03's training from its last checkpoint
+            overrides.setdefault(config.stage_name("03"), {})["resume"] = True
         pipeline.run_pipeline(args.profile, args.only, args.variants, args.output_root, overrides,
                               progress=not args.quiet)
     except (config.ParamsError, ValueError) as err:
@@ -180,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-root", default=None, help="write outputs here instead of outputs/")
     run.add_argument("--set", action="append", default=[], metavar="NN.KEY=VALUE",
                      help="override one parameter of one stage, e.g. --set 03.max_steps=2 (repeatable)")
+    run.add_argument("--resume", action="store_true",
+                     help="notebook 03 continues from the last checkpoint of its output folder (same params)")
     run.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
     run.set_defaults(func=cmd_run)
 

@@ -147,46 +147,73 @@ class RewardDesignParams(RewardSettings, StageParams):
 
 @dataclass
 class TrainParams(RewardSettings, StageParams):
-    """Notebook 03: format warm-up, then group-relative RL on the composite reward."""
+    """Notebook 03: format warm-up until the policy writes the contract, then group-relative RL on the composite."""
 
     dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict, relative to the outputs root
-    policy_model: str = POLICY_MODEL  # offline alias, hub id or local path of the policy
+    policy_model: str = POLICY_MODEL  # offline alias, hub id or local path; a vision-language policy trains on images
     use_unsloth: bool = True  # on a CUDA GPU load through Unsloth (4-bit + LoRA); ignored on CPU
     load_in_4bit: bool = True  # Unsloth only: 4-bit base weights
-    max_train_rows: int = 64  # cap on training prompts (after shuffling)
-    text_only: bool = True  # drop image rows: needed when the policy is a text-only model
+    max_train_rows: int = 64  # RL prompts (after shuffling); the rest of the training split warms up the format
+    max_answer_words: int = 12  # keep rows whose reference fits in this many words (0: all)
     lora_r: int = 8  # LoRA rank
     lora_alpha: int = 16  # LoRA scaling (alpha / r)
     lora_last_layers: int = 8  # CPU path: adapt only the top N layers (backprop stops there; 0: all layers)
     learning_rate: float = 1e-5  # paper: 1e-6 full fine-tuning; single-GPU LoRA recipes use ~5e-6
+    lr_scheduler_type: str = "constant"  # transformers scheduler name (paper: constant)
     weight_decay: float = 0.01  # AdamW weight decay, as in the paper
     max_grad_norm: float = 1.0  # gradient clipping, as in the paper
     max_steps: int = 6  # optimizer steps (paper: ~200 steps of 512 prompts)
     num_generations: int = 4  # group size (paper: 5)
     per_device_train_batch_size: int = 8  # completions per micro-batch; x accumulation must divide by the group size
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    steps_per_generation: int = 0  # micro-batches one rollout batch feeds (0: gradient_accumulation_steps)
+    num_iterations: int = 1  # updates per rollout batch (GRPO's mu): above 1 the clip ranges act
     max_completion_length: int = 48  # new tokens per completion
     temperature: float = 1.0  # rollout temperature (paper: 1.0)
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "grpo"  # TRL's loss variants
     importance_sampling_level: Literal["token", "sequence"] = "token"  # "token" (GRPO/DAPO) or "sequence" (GSPO)
-    beta: float = 0.01  # KL coefficient (paper's GRPO: 1e-2; DAPO and GSPO: 0)
+    beta: float = 0.01  # KL coefficient (paper's GRPO: 1e-2; DAPO and GSPO: 0); with PEFT the reference is the base
     epsilon: float = 0.2  # lower clip range
     epsilon_high: float = 0.28  # upper clip range (DAPO's clip-higher; equal to epsilon for symmetric clipping)
+    group_filter: list[float] | None = None  # DAPO's dynamic filter: keep groups of mean reward strictly in (low, high)
     logging_steps: int = 1  # log rewards every N steps
-    warmup_steps: int = 16  # format warm-up (cold-start SFT) steps before RL; 0 skips it
+    checkpoint_every: int = 0  # save a resumable checkpoint every N optimizer steps (0: none)
+    resume: bool = False  # continue from the last checkpoint in output_dir (set by run --resume)
+    use_vllm: bool = False  # GPU: generate rollouts with vLLM (TRL's use_vllm)
+    vllm_mode: Literal["colocate", "server"] = "colocate"  # vLLM in the trainer's process, or a trl vllm-serve server
+    warmup_max_steps: int = 80  # format warm-up (cold-start SFT) steps at most; 0 skips it
+    warmup_target_format: float = 0.9  # stop the warm-up once held-out prompts score this format reward
+    warmup_check_every: int = 10  # warm-up steps between checks of the format reward
+    warmup_check_prompts: int = 16  # held-out training prompts the check generates for (never trained on)
     warmup_learning_rate: float = 2e-3  # warm-up learning rate (LoRA only)
+    warmup_image_tags: Literal["random", "true"] = "random"  # image rows' tag in the warm-up: RL teaches it if random
 
     def check(self) -> None:
         self.check_rewards()
         models.check_model_name(self.policy_model, "causal_lm")
         if self.num_generations < 2:
             raise ParamsError("parameter 'num_generations' must be >= 2: advantages are relative to a group")
-        # TRL's generation batch is per_device_train_batch_size * steps_per_generation (= grad accumulation steps).
-        generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        steps_per_generation = self.steps_per_generation or self.gradient_accumulation_steps
+        generation_batch = self.per_device_train_batch_size * steps_per_generation
         if generation_batch % self.num_generations:
             raise ParamsError(
-                f"per_device_train_batch_size * gradient_accumulation_steps = {generation_batch} must be divisible by "
-                f"num_generations = {self.num_generations}")
+                f"per_device_train_batch_size * steps_per_generation = {self.per_device_train_batch_size} * "
+                f"{steps_per_generation} = {generation_batch} must be divisible by num_generations = "
+                f"{self.num_generations}")
+        if steps_per_generation % self.gradient_accumulation_steps:
+            raise ParamsError(f"parameter 'steps_per_generation' = {self.steps_per_generation} must be a multiple of "
+                              f"gradient_accumulation_steps = {self.gradient_accumulation_steps}")
+        cycle = steps_per_generation // self.gradient_accumulation_steps * self.num_iterations
+        if self.checkpoint_every and self.checkpoint_every % cycle:
+            raise ParamsError(f"parameter 'checkpoint_every' = {self.checkpoint_every} must be a multiple of {cycle} "
+                              f"optimizer steps (a rollout batch's updates), so a resumed run regenerates nothing")
+        if self.group_filter is not None and not (
+                len(self.group_filter) == 2 and 0 <= self.group_filter[0] < self.group_filter[1] <= 1):
+            raise ParamsError(f"parameter 'group_filter' must be [low, high] with 0 <= low < high <= 1, got "
+                              f"{self.group_filter}")
+        if not 0 <= self.warmup_target_format <= 1 or self.warmup_check_every < 1 or self.max_answer_words < 0:
+            raise ParamsError("parameters 'warmup_target_format' in [0, 1], 'warmup_check_every' >= 1, "
+                              "'max_answer_words' >= 0")
 
 
 @dataclass

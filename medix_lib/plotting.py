@@ -76,24 +76,71 @@ def reward_distributions(scores: dict[str, list[float | None]], title: str):
     return fig
 
 
-def reward_curves(history: list[dict], components: list[str], title: str, mechanics_only: bool):
-    """Mean reward per logged step: each component and the weighted total."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    steps = [h["step"] for h in history if "reward" in h]
-    for name in components:
-        key = f"rewards/{name}/mean"
-        ys = [h[key] for h in history if key in h]
-        if ys:
-            ax.plot(steps[:len(ys)], ys, marker="o", label=name, color=COMPONENT_COLORS.get(name))
-    ax.plot(steps, [h["reward"] for h in history if "reward" in h], marker="s", lw=2.5, label="weighted total",
-            color=COMPONENT_COLORS["composite"])
+def reward_curves(records: list[dict], components: list[str], title: str, effect: dict | None = None):
+    """Mean reward per step over the completions generated at that step, per component and the composite, image and
+    text prompts apart when both occur; the first and last quarter of steps shaded with the composite's change."""
+    kinds = sorted({r["kind"] for r in records})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.4 * len(kinds), 3.8), squeeze=False, sharey=True)
+    for ax, kind in zip(axes[0], kinds):
+        rows = [r for r in records if r["kind"] == kind]
+        steps = sorted({r["step"] for r in rows})
+        for name in [*components, "composite"]:
+            means = [np.nanmean([r[name] for r in rows if r["step"] == s and r.get(name) is not None] or [np.nan])
+                     for s in steps]
+            ax.plot(steps, means, marker="o" if name != "composite" else "s", ms=3, lw=2.5 if name == "composite"
+                    else 1.2, label=name, color=COMPONENT_COLORS.get(name))
+        if effect and len(steps) > 1:
+            for (lo, hi), shade in ((effect["first_steps"], "0.9"), (effect["last_steps"], "0.8")):
+                ax.axvspan(lo - 0.5, hi + 0.5, color=shade, zorder=0)
+        ax.set_xlabel("optimizer step")
+        ax.set_title(f"{kind} prompts (n={len(rows)} completions)", fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("mean reward of the step's completions")
+    axes[0][-1].legend(loc="upper left", fontsize=8, ncols=3)
+    if effect:
+        title += (f"\ncomposite, last vs first quarter of steps: {effect['diff']:+.3f} "
+                  f"[{effect['ci_low']:+.3f}, {effect['ci_high']:+.3f}] (n={effect['n_a']}, {effect['n_b']})")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def warmup_curve(warmup: dict, target: float, title: str):
+    """The format warm-up: loss per step and the format reward on held-out prompts at each check, the target dashed."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    if warmup["losses"]:
+        ax.plot(range(1, len(warmup["losses"]) + 1), warmup["losses"], color=PALETTE[7], lw=1, label="SFT loss")
+    ax.set_xlabel("warm-up step")
+    ax.set_ylabel("loss")
+    twin = ax.twinx()
+    steps, rates = zip(*warmup["format_curve"]) if warmup["format_curve"] else ((), ())
+    twin.plot(steps, rates, "o-", color=COMPONENT_COLORS["format"], label="format reward (held-out prompts)")
+    twin.axhline(target, ls="--", color="0.3", lw=1)
+    twin.set_ylim(-0.02, 1.02)
+    twin.set_ylabel("format reward")
+    twin.grid(False)
+    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def time_split(history: list[dict], title: str):
+    """Seconds per optimizer step, split into generation, reward and update."""
+    rows = [h for h in history if "time/update" in h]
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    bottom = np.zeros(len(rows))
+    for part, color in (("generation", PALETTE[0]), ("reward", PALETTE[1]), ("update", PALETTE[2])):
+        values = np.array([h[f"time/{part}"] for h in rows])
+        ax.bar([h["step"] for h in rows], values, bottom=bottom, color=color, label=part)
+        bottom += values
+    total = bottom.sum()
+    share = sum(h["time/reward"] for h in rows) / total if total else float("nan")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("mean reward")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8, ncols=3)
-    if mechanics_only:
-        mechanics_note(ax)
+    ax.set_ylabel("seconds")
+    ax.set_title(f"{title}\nreward: {100 * share:.1f}% of step time", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

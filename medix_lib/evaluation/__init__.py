@@ -11,9 +11,11 @@
 from medix_lib.evaluation.protocol import final_answer, prompt_messages, restates_prompt
 from medix_lib.evaluation.report import report, table
 from medix_lib.evaluation.runner import Candidate, Protocol, evaluate, judge_key
-from medix_lib.evaluation.stats import bootstrap_ci, chosen_option, exact_match, paired_bootstrap, token_f1
+from medix_lib.evaluation.stats import (bootstrap_ci, bootstrap_difference, chosen_option, exact_match,
+                                       paired_bootstrap, token_f1)
 from medix_lib.evaluation.store import ResultsStore, StoreError
 
-__all__ = ["Candidate", "Protocol", "ResultsStore", "StoreError", "bootstrap_ci", "chosen_option", "evaluate",
+__all__ = ["Candidate", "Protocol", "ResultsStore", "StoreError", "bootstrap_ci", "bootstrap_difference",
+           "chosen_option", "evaluate",
            "exact_match", "final_answer", "judge_key", "paired_bootstrap", "prompt_messages", "report",
            "restates_prompt", "table", "token_f1"]

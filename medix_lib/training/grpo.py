@@ -1,0 +1,106 @@
+"""TRL's GRPOTrainer with what the MediX-R1 recipes need and TRL lacks: DAPO's dynamic group filtering, one kind of
+row (image or text) per generation batch, and the seconds of each step split into generation, reward and update."""
+
+from __future__ import annotations
+
+import time
+
+from medix_lib.training import loading  # noqa: F401  (imports unsloth first where it applies)
+
+
+def trainer_class():
+    """``MedixGRPOTrainer`` built on whatever ``trl.GRPOTrainer`` is importable (Unsloth's patched one on a GPU)."""
+    from trl import GRPOTrainer
+
+    class MedixGRPOTrainer(GRPOTrainer):
+        """GRPOTrainer plus:
+
+        - ``group_filter=(low, high)``: after the rewards of a generation batch are in, a group whose mean composite
+          reward is not strictly between ``low`` and ``high`` is dropped from the loss (its completions' mask and
+          advantages are zeroed). DAPO (and the paper's recipe, bounds 0.01 and 0.99) instead *resamples* prompts
+          until the batch is full of informative groups; this keeps TRL's fixed batch and simply trains on fewer
+          groups, which costs no extra generation. ``group_filter/dropped`` is logged per step.
+        - a text-only generation batch of a vision-language policy is passed on without its ``image`` key (TRL would
+          hand ``image=None`` to the processor); mixed batches never occur because the dataset is ordered into
+          batches of one kind (:func:`medix_lib.training.rows.homogeneous_order`) and shuffling is left off.
+        - ``time/generation``, ``time/reward`` and ``time/update`` seconds per step, logged with the rewards.
+        - ``rewards_path``: per generated completion, the step, its prompt's kind (image or text) and every reward
+          component, appended as they come, so a run's learning can be tested with a confidence interval.
+        """
+
+        def __init__(self, *args, group_filter: tuple[float, float] | None = None, rewards_path=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.group_filter = group_filter
+            self.rewards_path = rewards_path  # completion rewards are appended here as they come (a JSONL file)
+            self._seconds = {"generation": 0.0, "reward": 0.0}
+
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            start = time.perf_counter()
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._seconds["reward"] += time.perf_counter() - start
+            self._last_rewards = rewards
+            return rewards
+
+        def _generate_and_score_completions(self, inputs):
+            if "image" in inputs[0] and all(x.get("image") is None for x in inputs):
+                inputs = [{k: v for k, v in x.items() if k != "image"} for x in inputs]
+            start = time.perf_counter()
+            reward_before = self._seconds["reward"]
+            output = super()._generate_and_score_completions(inputs)
+            self._seconds["generation"] += time.perf_counter() - start - (self._seconds["reward"] - reward_before)
+            if self.model.training:
+                self._record_rewards(inputs)
+                if self.group_filter:
+                    self._filter_groups(output)
+            return output
+
+        def _record_rewards(self, inputs) -> None:
+            import json
+
+            if not self.accelerator.is_main_process or self.rewards_path is None:
+                return
+            weights = self.reward_weights.tolist()
+            kinds = ["image" if x.get("image") is not None else "text" for x in inputs]
+            kinds = kinds * (len(self._last_rewards) // max(1, len(kinds)))  # other processes' rows: same kinds
+            with open(self.rewards_path, "a") as fh:
+                for row, kind in zip(self._last_rewards.tolist(), kinds):
+                    composite = sum(w * v for w, v in zip(weights, row) if v == v)  # NaN (failed judge) counts 0
+                    fh.write(json.dumps({"step": self.state.global_step, "kind": kind,
+                                         **dict(zip(self.reward_func_names, row)), "composite": composite}) + "\n")
+
+        def _filter_groups(self, output) -> None:
+            import torch
+
+            low, high = self.group_filter
+            weights = self.reward_weights.to(self._last_rewards.device)
+            composite = (self._last_rewards * weights.unsqueeze(0)).nansum(dim=1)
+            means = composite.view(-1, self.num_generations).mean(dim=1)
+            keep = ((means > low) & (means < high)).repeat_interleave(self.num_generations)
+            n_local = output["completion_mask"].size(0)
+            local = keep[self.accelerator.process_index * n_local:(self.accelerator.process_index + 1) * n_local]
+            local = local.to(output["completion_mask"].device)
+            mask = output["completion_mask"]
+            output["completion_mask"] = mask * local.unsqueeze(1).to(mask.dtype)
+            output["advantages"] = torch.where(local, output["advantages"], torch.zeros_like(output["advantages"]))
+            self._metrics["train"]["group_filter/dropped"].append(float((~keep).sum().item()) / self.num_generations)
+            self._metrics["train"]["group_filter/kept_fraction"].append(float(keep.float().mean().item()))
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            start = time.perf_counter()
+            before = dict(self._seconds)
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            spent = {k: self._seconds[k] - before[k] for k in self._seconds}
+            self._step_seconds = getattr(self, "_step_seconds", {"generation": 0.0, "reward": 0.0, "update": 0.0})
+            self._step_seconds["generation"] += spent["generation"]
+            self._step_seconds["reward"] += spent["reward"]
+            self._step_seconds["update"] += time.perf_counter() - start - spent["generation"] - spent["reward"]
+            return loss
+
+        def log(self, logs: dict, start_time: float | None = None) -> None:
+            if "loss" in logs and getattr(self, "_step_seconds", None):  # a training log: the step's time split
+                steps = max(1, self.args.logging_steps)
+                logs.update({f"time/{k}": v / steps for k, v in self._step_seconds.items()})
+                self._step_seconds = {"generation": 0.0, "reward": 0.0, "update": 0.0}
+            super().log(logs, start_time)
+
+    return MedixGRPOTrainer

@@ -1,0 +1,72 @@
+"""The rows a training run uses: RL prompts, format warm-up rows and held-out format-check prompts, drawn from the
+data stage's training split; and the order that keeps every GRPO generation batch of one kind (image or text)."""
+
+from __future__ import annotations
+
+import random
+
+from medix_lib import data
+
+MODALITY_QUESTION = "image_modality"  # the question family whose answer names the modality (data/images.py)
+
+
+def training_rows(cfg, has_vision: bool):
+    """(rl, warmup, check) from notebook 01's training split, after ``max_answer_words`` keeps answer-sized references.
+
+    ``check`` are held-out prompts for the warm-up's stopping rule (never trained on). Image rows are used only when
+    the policy sees images. The split is by row; rows are shuffled with the seed first.
+    """
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(cfg.upstream(cfg.dataset_dir)))["train"]
+    if not has_vision:
+        ds = ds.filter(lambda row: row["image"] is None, desc="text rows (text-only policy)")
+    if cfg.max_answer_words:
+        ds = ds.filter(lambda row: len(row["answer"].split()) <= cfg.max_answer_words, desc="answer-sized references")
+    ds = ds.shuffle(seed=cfg.seed)
+    n_check = min(cfg.warmup_check_prompts, len(ds) // 4)
+    n_rl = min(cfg.max_train_rows, len(ds) - n_check)
+    rl = ds.select(range(n_rl))
+    check = ds.select(range(n_rl, n_rl + n_check))
+    warmup = ds.select(range(n_rl + n_check, len(ds))) if n_rl + n_check < len(ds) else ds.select(range(0))
+    return rl, warmup, check
+
+
+def homogeneous_order(with_image: list[bool], prompts_per_batch: int, n_batches: int, seed: int) -> list[int]:
+    """Row indices for ``n_batches`` generation batches of ``prompts_per_batch`` prompts, each batch all image rows or
+    all text rows, the batches in a seeded random order; rows are reused round robin when a kind runs out.
+
+    Processors refuse a batch where some rows have an image and others None; TRL's trainer hands them exactly that.
+    Feeding it batches of one kind by construction (with its own shuffling off) avoids the case altogether.
+
+    >>> kind = [True, False, True, False, False]
+    >>> order = homogeneous_order(kind, 2, 4, seed=0)
+    >>> len(order), all(len({kind[i] for i in order[b:b + 2]}) == 1 for b in range(0, 8, 2))
+    (8, True)
+    """
+    rng = random.Random(seed)
+    kinds = {kind: [i for i, has in enumerate(with_image) if has == kind] for kind in (True, False)}
+    kinds = {k: v for k, v in kinds.items() if v}
+    total = sum(len(v) for v in kinds.values())
+    # batches of each kind in proportion to its rows, at least one for a kind that has rows
+    share = {k: max(1, round(n_batches * len(v) / total)) for k, v in kinds.items()}
+    while sum(share.values()) > n_batches:
+        share[max(share, key=share.get)] -= 1
+    while sum(share.values()) < n_batches:
+        share[max(kinds, key=lambda k: len(kinds[k]))] += 1
+    batches = []
+    for kind, rows in kinds.items():
+        pool = list(rows)
+        rng.shuffle(pool)
+        need = share[kind] * prompts_per_batch
+        stream = (pool * (need // len(pool) + 1))[:need]
+        batches += [stream[i:i + prompts_per_batch] for i in range(0, need, prompts_per_batch)]
+    rng.shuffle(batches)
+    return [i for batch in batches for i in batch]
+
+
+def grpo_dataset(rows, cfg, contract, n_batches: int, prompts_per_batch: int):
+    """The RL rows in conversational form (``data.to_grpo``), ordered into homogeneous generation batches."""
+    prompts = data.to_grpo(rows, contract)
+    order = homogeneous_order(data.has_image(rows), prompts_per_batch, n_batches, cfg.seed)
+    return prompts.select(order)
