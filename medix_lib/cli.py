@@ -118,6 +118,26 @@ def cmd_evaluate_verifier(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Notebook 03's training without the notebook: what `accelerate launch -m medix_lib train` runs on each process."""
+    from pathlib import Path
+
+    from medix_lib import params, pipeline, training
+
+    try:
+        overrides = pipeline.parse_overrides([f"03.{s}" for s in args.set]).get(config.stage_name("03"), {})
+        if args.resume:
+            overrides["resume"] = True
+        output = Path(args.output_root) / config.stage_name("03") / args.variant if args.output_root else None
+        cfg = params.load("03", args.variant, output, overrides)
+    except (config.ParamsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = training.train(cfg, progress=not args.quiet)
+    print(f"trained {result['steps']} steps in {result['seconds']:.0f} s -> {result['model_dir']}", file=sys.stderr)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     """Notebook 04's evaluation from the command line: same defaults (the stage's params), same store and report."""
     import json
@@ -224,8 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
     trainer.set_defaults(func=cmd_train_verifier)
 
-    ev = sub.add_parser("evaluate", help="evaluate a model on benchmark tasks with a reference-based judge (the paper's "
-                                         "protocol); results store and report under --output")
+    tr = sub.add_parser("train", help="notebook 03's training without the notebook (for accelerate launch)")
+    tr.add_argument("--variant", default="smoke", help="params file of 03_train_grpo (default: smoke)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
+    tr.add_argument("--output-root", default=None, help="outputs root (default: outputs/)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a model on benchmark tasks with a reference-based judge (the "
+                                         "paper's protocol); results store and report under --output")
     ev.add_argument("--list-tasks", action="store_true", help="print the task registry and exit")
     ev.add_argument("--model", default=None, help="policy: offline alias, hub id or local path (default: the smoke "
                                                   "policy)")

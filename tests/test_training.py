@@ -1,11 +1,22 @@
-"""The format warm-up makes the output contract reachable, which is what gives GRPO a non-zero advantage."""
+"""Training: the warm-up stops on its format criterion, every loss variant runs and the clip ranges act, DAPO's group
+filter drops planted zero-spread groups, a run killed with SIGKILL resumes to the same weights, two processes log
+each reward once, and every adapter carries a model card."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import datasets
 import pytest
 
-from medix_lib import params, policy, training
+from medix_lib import config, params, training
 from medix_lib.contract import OutputContract
-from medix_lib.data import to_grpo
+from medix_lib.data import FEATURES, to_grpo
+from medix_lib.training import grpo, rows
 
 ROWS = [
     ("What is the lay term for myocardial infarction?", "heart attack"),
@@ -14,30 +25,193 @@ ROWS = [
     ("What is the lay term for syncope?", "fainting"),
     ("What is the lay term for cephalalgia?", "headache"),
     ("What is the lay term for pyrexia?", "fever"),
+    ("What is the lay term for emesis?", "vomiting"),
+    ("What is the lay term for dyspnea?", "shortness of breath"),
 ]
 
 
+def dataset_dir(root: Path, n: int = 32) -> Path:
+    """A notebook-01-shaped DatasetDict of text rows under ``root``'s outputs layout."""
+    train = [{"id": f"r{i}", "question": ROWS[i % len(ROWS)][0] + f" (case {i})", "answer": ROWS[i % len(ROWS)][1],
+              "modality": "OTHER", "task_type": "open", "source": "test", "split": "train", "image": None,
+              "choices": None} for i in range(n)]
+    path = root / "01_synthesize_data" / "smoke" / "dataset"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(train, features=FEATURES),
+                          "test": datasets.Dataset.from_list(train[:4], features=FEATURES)}).save_to_disk(str(path))
+    return path
+
+
+TINY = {"max_train_rows": 8, "max_completion_length": 10, "num_generations": 2, "per_device_train_batch_size": 4,
+        "warmup_max_steps": 2, "warmup_check_every": 1, "warmup_check_prompts": 4, "lora_last_layers": 2,
+        "rewards": ["semantic", "modality", "format"]}
+
+
+def test_params_name_the_bad_combination_before_any_model_loads():
+    with pytest.raises(params.ParamsError, match="steps_per_generation = 8 \\* 3 = 24 must be divisible"):
+        params.load("03", "smoke", overrides={"steps_per_generation": 3, "gradient_accumulation_steps": 1,
+                                              "num_generations": 5})
+    with pytest.raises(params.ParamsError, match="'steps_per_generation' = 3 must be a multiple"):
+        params.load("03", "smoke", overrides={"steps_per_generation": 3, "gradient_accumulation_steps": 2})
+    with pytest.raises(params.ParamsError, match="'checkpoint_every' = 3 must be a multiple of 2"):
+        params.load("03", "smoke", overrides={"checkpoint_every": 3, "num_iterations": 2})
+    with pytest.raises(params.ParamsError, match="group_filter"):
+        params.load("03", "dapo", overrides={"group_filter": [0.9, 0.1]})
+
+
+def test_resume_from_another_configuration_is_refused(tmp_path):
+    cfg = params.load("03", "smoke", tmp_path / "03_train_grpo" / "smoke", {"resume": True})
+    (tmp_path / "03_train_grpo" / "smoke" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (tmp_path / "03_train_grpo" / "smoke" / "checkpoints" / "config_hash.txt").write_text("0123456789abcdef")
+    with pytest.raises(training.ResumeError, match="checkpoints of another configuration"):
+        training.train(cfg)
+
+
+def test_batches_are_of_one_kind_and_text_batches_lose_the_image_key():
+    kind = [i % 3 == 0 for i in range(30)]
+    order = rows.homogeneous_order(kind, 4, 12, seed=1)
+    assert all(len({kind[i] for i in order[b:b + 4]}) == 1 for b in range(0, len(order), 4))
+    assert {kind[i] for i in order} == {True, False}
+
+
+def _text_reward(completions, **_):
+    """A deterministic function of what the policy wrote: it varies within a group, so advantages are not zero."""
+    return [sum(map(ord, c[0]["content"])) % 97 / 96 for c in completions]
+
+
+def _constant_for_planted(completions, question, **_):
+    """Planted zero-spread groups: every completion of a "constant" prompt scores 1.0."""
+    return [1.0 if "constant" in q else r for q, r in zip(question, _text_reward(completions))]
+
+
+def _tiny_trainer(tmp_path, reward, group_filter=None, learning_rate=5e-2, **overrides):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from trl import GRPOConfig
+
+    from medix_lib import models
+
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve_path("smollm2-135m-instruct"))
+    tokenizer.pad_token = tokenizer.eos_token
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id))
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                             task_type="CAUSAL_LM"))  # as in training: the KL reference is the base
+    questions = [f"Question {i}" + (" constant" if i % 2 else "") for i in range(8)]
+    ds = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": q}], "question": q} for q in questions])
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, max_steps=2, num_generations=2,
+                      per_device_train_batch_size=4, max_completion_length=8, logging_steps=1,
+                      learning_rate=learning_rate, save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
+                      shuffle_dataset=False,
+                      gradient_checkpointing=False, **overrides)
+    return grpo.trainer_class()(model=model, reward_funcs=[reward], args=args, train_dataset=ds,
+                                processing_class=tokenizer, group_filter=group_filter,
+                                rewards_path=tmp_path / "rewards.jsonl")
+
+
 @pytest.mark.slow
-def test_format_warmup_teaches_the_contract(tmp_path):
-    cfg = params.load("03", "smoke", tmp_path / "03_train_grpo" / "t",
-                      {"warmup_steps": 16, "warmup_learning_rate": 2e-3, "per_device_train_batch_size": 4,
-                       "num_generations": 4})
-    contract = OutputContract()
-    rows = to_grpo(datasets.Dataset.from_list([
-        {"id": str(i), "question": q, "answer": a, "modality": "OTHER", "task_type": "open"}
-        for i, (q, a) in enumerate(ROWS)]), contract)
-    model, tokenizer = training._load_plain(cfg, use_gpu=False)
-    before = policy.generate(policy.Policy(model, tokenizer, False), rows["prompt"], max_new_tokens=40,
-                             progress=False)
-    losses = training.format_warmup(model, tokenizer, rows, cfg, progress=False)
-    after = policy.generate(policy.Policy(model, tokenizer, False), rows["prompt"], max_new_tokens=40,
-                            progress=False)
-    assert len(losses) == 16 and losses[-1] < losses[0] / 2
+@pytest.mark.parametrize("variant", ["grpo", "dapo", "gspo", "dr_grpo"])
+def test_every_loss_variant_trains_and_the_clip_ranges_act(tmp_path, variant):
+    knobs = {"grpo": {"loss_type": "grpo", "beta": 0.01},
+             # a learning rate high enough that one update moves token probabilities past DAPO's 0.2 / 0.28
+             "dapo": {"loss_type": "dapo", "beta": 0.0, "epsilon_high": 0.28, "num_iterations": 2,
+                      "learning_rate": 0.5},
+             "gspo": {"loss_type": "grpo", "beta": 0.0, "importance_sampling_level": "sequence", "epsilon": 3e-4,
+                      "epsilon_high": 4e-4, "num_iterations": 2},
+             "dr_grpo": {"loss_type": "dr_grpo", "beta": 0.0}}[variant]
+    trainer = _tiny_trainer(tmp_path, _text_reward, **knobs)
+    trainer.train()
+    steps = [h for h in trainer.state.log_history if "loss" in h]
+    assert trainer.state.global_step == 2 and len(steps) == 2
+    assert all(h["time/update"] > 0 for h in steps) and steps[0]["time/generation"] > 0
+    # num_iterations 2: one rollout batch feeds both updates, so rewards are logged once
+    assert len([h for h in steps if "reward" in h]) == (1 if "num_iterations" in knobs else 2)
+    if variant in ("dapo", "gspo"):  # the second update on a rollout batch sees a moved policy: ratios leave 1
+        assert max(h["clip_ratio/region_mean"] for h in steps) > 0, steps
 
-    def tagged(completions):  # completions that open with the modality tag the contract asks for
-        return sum(contract.parse(c[0]).modality == "OTHER" for c in completions)
 
-    # The base model never opens with the tag; after the warm-up most completions do - enough for GRPO's groups to
-    # differ in reward, which is all the warm-up is for.
-    assert tagged(before) == 0
-    assert tagged(after) >= len(ROWS) // 2, after
+@pytest.mark.slow
+def test_group_filter_drops_planted_zero_spread_groups(tmp_path):
+    trainer = _tiny_trainer(tmp_path, _constant_for_planted, group_filter=(0.01, 0.99), loss_type="dapo", beta=0.0)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "group_filter/dropped" in h]
+    # 4 completions per step = 2 groups: the constant prompt's group (mean 1.0) is dropped, the other kept
+    assert logged and all(h["group_filter/dropped"] == 1.0 and h["group_filter/kept_fraction"] == 0.5
+                          for h in logged)
+    written = [json.loads(line) for line in (tmp_path / "rewards.jsonl").read_text().splitlines()]
+    assert len(written) == 2 * 4 and {r["step"] for r in written} == {0, 1}
+
+
+def _train(root, *extra):
+    sets = sum((["--set", f"{k}={json.dumps(v)}"] for k, v in {**TINY, "max_steps": 4, "checkpoint_every": 2}.items()),
+               [])
+    return [sys.executable, "-m", "medix_lib", "train", "--quiet", "--output-root", str(root), *sets, *extra]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for root in (whole, killed):
+        dataset_dir(root)
+    done = subprocess.run(_train(whole), capture_output=True, text=True, env=env, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    proc = subprocess.Popen(_train(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "03_train_grpo" / "smoke" / "checkpoints" / "checkpoint-2"
+    deadline = time.monotonic() + 900
+    while not (checkpoint / "trainer_state.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into step 3
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(_train(killed, "--resume"), capture_output=True, text=True, env=env, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = load_file(str(whole / "03_train_grpo/smoke/model/adapter_model.safetensors"))
+    b = load_file(str(killed / "03_train_grpo/smoke/model/adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    history = json.loads((killed / "03_train_grpo/smoke/log_history.json").read_text())
+    assert max(h["step"] for h in history if "step" in h) == 4
+    card = (killed / "03_train_grpo/smoke/model/README.md").read_text()
+    assert all(s in card for s in ("smollm2-135m-instruct", "sha256", "loss `grpo`", "GRPO 4", "prompt "))
+
+
+@pytest.mark.slow
+def test_two_processes_log_each_reward_once(tmp_path):
+    dataset_dir(tmp_path)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(config.REPO_ROOT / "configs/accelerate/cpu_2proc.yaml"), "-m", "medix_lib", "train", "--quiet",
+           "--output-root", str(tmp_path),
+           *sum((["--set", f"{k}={json.dumps(v)}"] for k, v in {**TINY, "max_steps": 1}.items()), [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "03_train_grpo" / "smoke"
+    written = [json.loads(line) for line in (out / "completion_rewards.jsonl").read_text().splitlines()]
+    # one generation batch per process, 4 completions each, gathered: 8 rows, written by one process only
+    assert len(written) == 2 * TINY["per_device_train_batch_size"]
+    history = json.loads((out / "log_history.json").read_text())
+    assert len([h for h in history if "reward" in h]) == 1
+
+
+def test_warmup_targets_leave_the_modality_to_rl():
+    from medix_lib.training import warmup
+
+    image = __import__("PIL.Image", fromlist=["Image"]).new("RGB", (8, 8))
+    batch = {"modality": ["CT_SCAN"] * 20, "answer": ["chest"] * 20, "image": [image] * 20}
+    tags = {OutputContract().parse(t).modality for t in warmup.targets(batch, OutputContract(), "random", 0)}
+    assert len(tags) > 3  # drawn at random, so the tag says nothing about the picture before RL
+    assert warmup.asks_modality("syn-image_modality-abc") and not warmup.asks_modality("syn-image_body_region-abc")
+
+
+def test_grpo_dataset_is_conversational_with_reward_columns(tmp_path):
+    path = dataset_dir(tmp_path, n=8)
+    rl = datasets.load_from_disk(str(path))["train"]
+    cfg = params.load("03", "smoke", tmp_path / "03_train_grpo" / "smoke")
+    ds = rows.grpo_dataset(rl, cfg, OutputContract(), n_batches=3, prompts_per_batch=2)
+    assert len(ds) == 6 and {"prompt", "answer", "modality", "question"} <= set(ds.column_names)
+    assert ds[0]["prompt"][0]["role"] == "system" and to_grpo(rl, OutputContract())[0]["prompt"][1]["role"] == "user"
