@@ -12,6 +12,7 @@ Sections:
 - ``reward``: the composite reward on a GRPO batch, time per component, and its share of a GRPO step of the
   committed smoke training run;
 - ``scaling``: reward time and peak memory from 64 to 4,096 completions;
+- ``evaluation_resume``: a finished evaluation run again: seconds, policy loads and judge calls (all 0 but seconds);
 - ``pipeline``: wall time per notebook of the committed smoke reference run.
 """
 
@@ -233,15 +234,48 @@ def reward_timing(batch: list[JudgeItem], repeats: int = 2) -> dict:
             finally:
                 os.environ.pop("MEDIX_JUDGE_CACHE")
     total = sum(seconds.values())
-    step = _smoke_training_step_seconds()
     return {"completions": len(batch), "seconds_per_component": seconds, "seconds_total": total,
-            "smoke_grpo_step_seconds": step, "share_of_grpo_step": total / step if step else None,
-            "load_before": load_before, "load_after": _load()}
+            "smoke_grpo_step_seconds": _smoke_training_step_seconds(),
+            "share_of_grpo_step": _smoke_training_reward_share(), "load_before": load_before, "load_after": _load()}
 
 
 def _smoke_training_step_seconds() -> float | None:
     path = config.OUTPUTS_DIR / "03_train_grpo" / "smoke" / "metrics.json"
     return json.loads(path.read_text()).get("seconds_per_step") if path.is_file() else None
+
+
+def _smoke_training_reward_share() -> float | None:
+    """The reward's share of a GRPO step as the committed smoke run measured it (its own time split)."""
+    path = config.OUTPUTS_DIR / "03_train_grpo" / "smoke" / "metrics.json"
+    return json.loads(path.read_text()).get("reward_share_of_step") if path.is_file() else None
+
+
+def evaluation_resume(rows: int, max_new_tokens: int) -> dict:
+    """A small evaluation (the shipped verifier judging SmolLM2's answers to synthetic MedQA-layout rows), then the
+    same command again: the second run must load no policy and ask no judge."""
+    from medix_lib import evaluation, params
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "medqa" / "US" / "4_options"
+        source.mkdir(parents=True)
+        with open(source / "phrases_no_exclude_test.jsonl", "w") as fh:
+            for i in range(rows):
+                fh.write(json.dumps({"question": f"Which organ is affected in case {i}?", "answer": "liver",
+                                     "options": {"A": "liver", "B": "lung", "C": "kidney", "D": "heart"},
+                                     "answer_idx": "A", "meta_info": "step1"}) + "\n")
+        cfg = params.build("04", {"tasks": ["medqa"], "task_sources": {"medqa": str(Path(tmp) / "medqa")},
+                                  "candidates": {"base": ""}, "compare": [], "max_new_tokens": max_new_tokens,
+                                  "variant": "bench", "output_dir": str(Path(tmp) / "04_evaluate_with_judge" / "b")})
+        store = evaluation.ResultsStore(Path(tmp) / "results.sqlite")
+        timings = []
+        for _ in range(2):
+            start = time.perf_counter()
+            summary = evaluation.evaluate(cfg.candidate_list()[0], cfg.task_rows(), cfg.judges(), store,
+                                          cfg.protocol(), progress=False)
+            timings.append({"seconds": time.perf_counter() - start, "policy_loaded": summary["policy_loaded"],
+                            "generated": summary["medqa"]["generated"],
+                            "judge_model_calls": summary["medqa"]["judge_model_calls"]})
+    return {"rows": rows, "first": timings[0], "rerun": timings[1]}
 
 
 def reward_scaling(sizes: list[int], seed: int = 0) -> list[dict]:
@@ -289,6 +323,7 @@ def run(quick: bool = False, output: Path | None = None, model: str = DEFAULT_MO
     result["judge_http"] = judge_http(0.05, 32 if quick else 256, batch)
     result["reward"] = reward_timing(batch, repeats=1 if quick else 2)
     result["scaling"] = reward_scaling([64, 128] if quick else [64, 256, 1024, 4096])
+    result["evaluation_resume"] = evaluation_resume(4 if quick else 16, 8 if quick else 32)
     result["pipeline"] = pipeline_times()
     result["machine"]["load_1min_after"] = _load()
     (output / "bench.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
@@ -310,10 +345,14 @@ def summary_lines(result: dict) -> list[str]:
              + f" ({http['concurrency_64_over_1']:.0f}x); GRPO batch {http['grpo_batch']['speedup']:.0f}x",
              f"reward per GRPO batch of {reward['completions']}: {reward['seconds_total']:.2f} s ("
              + ", ".join(f"{k} {v:.2f}" for k, v in reward["seconds_per_component"].items()) + ")"
-             + (f", {100 * reward['share_of_grpo_step']:.1f}% of a smoke GRPO step" if reward["share_of_grpo_step"]
-                else "")]
+             + (f"; {100 * reward['share_of_grpo_step']:.1f}% of a smoke GRPO step (its own time split)"
+                if reward["share_of_grpo_step"] is not None else "")]
     lines += [f"scaling: {s['completions']} completions {s['seconds']:.2f} s, peak RSS {s['peak_rss_mb']:.0f} MB"
               for s in result["scaling"]]
+    again = result["evaluation_resume"]
+    lines.append(f"evaluation of {again['rows']} rows: {again['first']['seconds']:.1f} s; the same command again "
+                 f"{again['rerun']['seconds']:.2f} s, policy loaded: {again['rerun']['policy_loaded']}, "
+                 f"{again['rerun']['judge_model_calls']} judge calls")
     if result["pipeline"]:
         lines.append("smoke pipeline: " + ", ".join(f"{k[:2]} {v:.0f} s" for k, v in result["pipeline"].items()))
     return lines

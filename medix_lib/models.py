@@ -183,14 +183,20 @@ def is_assembled(name: str) -> bool:
     return name in OFFLINE_MODELS and OFFLINE_MODELS[name].artifact is not None
 
 
+def artifact_record(name: str) -> dict | None:
+    """The training record of a shipped alias or of a local artifact / assembled folder, without loading weights."""
+    from medix_lib import artifacts
+
+    if name in OFFLINE_MODELS and OFFLINE_MODELS[name].artifact:
+        return artifacts.record(OFFLINE_MODELS[name].artifact)
+    path = Path(_local_path(name)) / artifacts.RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def recorded_threshold(name: str) -> float | None:
     """The P(YES) threshold recorded with a model's weights (a shipped or locally trained verifier), else None."""
-    if name in OFFLINE_MODELS and OFFLINE_MODELS[name].artifact:
-        from medix_lib import artifacts
-
-        return artifacts.record(OFFLINE_MODELS[name].artifact).get("threshold")
-    path = Path(_local_path(name)) / "record.json"
-    return json.loads(path.read_text()).get("threshold") if path.is_file() else None
+    rec = artifact_record(name)
+    return rec.get("threshold") if rec else None
 
 
 def resolve_path(name: str) -> str:

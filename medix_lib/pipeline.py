@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from medix_lib import config, models, params
+from medix_lib import config, memory, models, params
 
 RECORDED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
                      "papermill", "unsloth", "vllm")
@@ -117,10 +117,29 @@ def execute(run: PlannedRun, progress: bool = True) -> dict:
     return record
 
 
+def require_cuda(gpu_runs: list[PlannedRun]) -> None:
+    """The gpu profile stops here, before any model loads, when torch sees no CUDA device: it would otherwise fall back
+    to the CPU and fail deep inside a trainer after loading a 3B model in fp32. Then every stage's memory plan is
+    printed and checked against the free GPU memory, so a stage whose models cannot fit stops the run before the
+    first one starts (medix_lib.memory)."""
+    if not gpu_runs:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise config.ParamsError(
+            f"the gpu profile ({', '.join(f'{r.stage} [{r.variant}]' for r in gpu_runs)}) needs a CUDA GPU, and torch "
+            f"{torch.__version__} (CUDA build {torch.version.cuda}) sees none. Check nvidia-smi; a driver older than "
+            f"this build needs a torch built for an older CUDA (requirements/gpu.txt pins one); or run the smoke "
+            f"profile on CPU")
+    memory.check(gpu_runs)
+
+
 def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str] | None = None,
                  output_root: str | Path | None = None, overrides: dict[str, dict] | None = None,
                  progress: bool = True) -> list[dict]:
     runs = plan(profile, only, variants, output_root, overrides)
+    require_cuda([run for run in runs if run.params.profile == "gpu"])
     # Offline profile: never reach for a model hub, fail fast instead of hanging on a network timeout.
     if profile == "smoke":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -23,8 +23,9 @@ def test_split_is_concept_disjoint_and_covers_every_pair_type(pairs):
     assert not concepts["train"] & concepts["validation"]
     assert not concepts["train"] & concepts["test"]
     assert not concepts["validation"] & concepts["test"]
+    ontology_types = set(V.PAIR_TYPES) - {"drug", "imaging"}  # those two need the drug and DICOM sources
     for split, ps in pairs.items():
-        assert {p.kind for p in ps} == set(V.PAIR_TYPES), split
+        assert {p.kind for p in ps} == ontology_types, split
         asym = [p.label for p in ps if p.kind == "negation-asym"]
         assert any(asym) and not all(asym), f"{split}: negation-asym needs both labels"
     # Texts are split too: concepts sharing a name or synonym are one unit, so a test answer never appears in train.
@@ -92,6 +93,16 @@ def test_check_disjoint_names_the_crossing_concept():
            "test": [V.Pair("c", "d", False, "random", ("HP:2",), "hpo")]}
     with pytest.raises(ValueError, match=r"HP:2 \(train, test\)"):
         V.check_disjoint(bad)
+
+
+def test_drug_and_imaging_sources_give_their_pair_types():
+    pairs = V.build_pairs(V.PairConfig(per_type=(60, 6, 6), sources=("hpo", "drugs", "dicom")))
+    kinds = {p.kind for p in pairs["train"]}
+    assert {"drug", "imaging"} <= kinds
+    drug = [p for p in pairs["train"] if p.kind == "drug"]
+    assert any(p.label for p in drug) and not all(p.label for p in drug)
+    with pytest.raises(ValueError, match="unknown concept source.*valid: hpo, icd10, drugs, dicom"):
+        V.build_pairs(V.PairConfig(sources=("umls",)))
 
 
 def test_new_pair_types_cover_organs_and_cross_negation(pairs):

@@ -132,6 +132,11 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
                                            if k in ("label", "p_yes", "score", "error", "rule")}}
                     for (r, _), verdict in zip(asked, verdicts)])
                 failures = sum(v.error is not None for v in verdicts)
+                if asked and failures == len(asked) == len(responses):
+                    raise RuntimeError(f"the judge {key} failed on every item of {task} ({len(asked)} items); the "
+                                       f"first error: {verdicts[0].error}. Nothing was scored: fix the judge (see the "
+                                       f"README's memory plan and judge server sections) and run again; answers are "
+                                       f"kept in the store")
     return {"judge_model_calls": calls, "judge_failures_left": failures}
 
 
@@ -166,6 +171,7 @@ def evaluate(candidate: Candidate, tasks: dict[str, Callable[[], list[dict]]], j
         system_text = protocol.contract.system_prompt() if protocol.system_prompt else ""
         summary[task] = {"rows": len(rows), "generated": generated,
                          **judge_task(candidate, task, graders, rounds, protocol, store, system_text)}
+    summary["policy_loaded"] = "policy" in loaded
     return summary
 
 

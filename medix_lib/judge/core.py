@@ -16,7 +16,8 @@ from medix_lib import models
 from medix_lib.judge.cache import VerdictCache
 from medix_lib.judge.http import OpenAIJudge
 from medix_lib.judge.local import TransformersJudge
-from medix_lib.judge.protocol import (REWARD_TEMPLATE, TEMPLATES, JudgeItem, Score, Verdict, looks_like_injection)
+from medix_lib.judge.protocol import (REWARD_TEMPLATE, TEMPLATES, JudgeConfigError, JudgeItem, Score, Verdict,
+                                      looks_like_injection)
 from medix_lib.text import normalise
 
 JUDGE_BACKENDS: dict[str, Callable[..., object]] = {"transformers": TransformersJudge, "openai": OpenAIJudge}
@@ -164,6 +165,8 @@ class Judge:
                 scores = self._backend.score(prompts, progress=progress)
             else:  # a minimal backend that only knows P(YES)
                 scores = [Score(p_yes=p) for p in self._backend.p_yes(prompts, progress=progress)]
+        except JudgeConfigError:
+            raise  # misconfigured, not failing: stop the run rather than record the same error for every item
         except Exception as err:  # a judge failure is a verdict with an error, never a silent NO or a dead trainer
             return [Score(error=f"{type(err).__name__}: {err}")] * len(prompts)
         if len(scores) != len(prompts):

@@ -10,7 +10,7 @@ import os
 import random
 from typing import Callable
 
-from medix_lib.judge.protocol import Score, parse_grade, parse_reply
+from medix_lib.judge.protocol import JudgeConfigError, Score, parse_grade, parse_reply
 
 def run_sync(factory: Callable[[], "asyncio.Future"]):
     """Run a coroutine to completion from sync code, also where an event loop is already running (Jupyter, an
@@ -69,6 +69,7 @@ class OpenAIJudge:
         self.max_tokens, self.logprobs, self.constrain = max_tokens, logprobs, constrain
         self.thinking, self.temperature, self.seed = thinking, temperature, seed
         self._template_kwargs = True  # dropped for servers that refuse it (OpenAI's own API)
+        self._served_checked = False
         self.extra_body = dict(extra_body or {})
 
     def identity(self) -> str:
@@ -188,5 +189,27 @@ class OpenAIJudge:
                 await client.aclose()
         return results
 
+    def check_served(self) -> None:
+        """Stop at once when the server answers ``/models`` without this judge's model: every verdict would be a 404
+        error and the run would end with nothing judged. A server without ``/models`` (or none at all) is left to the
+        per-request errors."""
+        import httpx
+
+        if self._served_checked:
+            return
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        try:
+            reply = httpx.get(self.base_url + "/models", timeout=min(self.timeout, 10.0),
+                              headers={"Authorization": f"Bearer {key}"} if key else {})
+            served = [m.get("id") for m in reply.json().get("data", [])] if reply.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            served = None
+        self._served_checked = True
+        if served is not None and self.model_name not in served:
+            raise JudgeConfigError(f"the judge server at {self.base_url} serves {served}, not {self.model_name!r}: "
+                                   f"start it with that model (vllm serve {self.model_name} ...) or set judge_model "
+                                   f"to one it serves")
+
     def score(self, prompts: list[list[dict]], progress: bool = False, rubric: bool = False) -> list[Score]:
+        self.check_served()
         return run_sync(lambda: self._score_all(prompts, progress, rubric))

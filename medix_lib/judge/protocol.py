@@ -7,6 +7,11 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass
 
+class JudgeConfigError(RuntimeError):
+    """The judge cannot work as configured (its server serves another model, its model does not fit the device):
+    raised, not turned into per-item errors, so a run stops before it judges nothing."""
+
+
 @dataclass(frozen=True)
 class JudgeItem:
     reference: str

@@ -31,9 +31,12 @@ _MAX_WORDS = 16
 _ICD_VAGUE = re.compile(r"\b(other|unspecified|not elsewhere classified|NEC|and|or|without|with)\b", re.I)
 
 
-def concepts() -> dict[str, Concept]:
+SOURCES = ("hpo", "icd10", "drugs", "dicom")
+
+
+def concepts(sources: tuple[str, ...] = SOURCES) -> dict[str, Concept]:
     """HPO phenotypic abnormalities and ICD-10 categories/subcategories with short, self-contained titles, drugs
-    (:func:`drug_concepts`) and imaging vocabulary (:func:`imaging_concepts`).
+    (:func:`drug_concepts`) and imaging vocabulary (:func:`imaging_concepts`), from the ``sources`` named.
 
     ICD titles with "other", "unspecified", "and/or", "with/without" are left out: they are either equal to their
     parent in meaning ("Asthma, unspecified") or conjunctions, so their gold label would be noise.
@@ -66,7 +69,12 @@ def concepts() -> dict[str, Concept]:
         parents = (f"ICD10:{parent.code}",) if parent and parent.kind in ("category", "subcategory") else ()
         out[f"ICD10:{c.code}"] = Concept(f"ICD10:{c.code}", c.description, (), parents)
     # A parent dropped above (vague title) leaves no edge: siblings still share the dropped parent's id.
-    return {**out, **drug_concepts(), **imaging_concepts()}
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"unknown concept source(s) {sorted(unknown)}; valid: {', '.join(SOURCES)}")
+    keep = {k: v for k, v in out.items() if ("icd10" if k.startswith("ICD10:") else "hpo") in sources}
+    return {**keep, **(drug_concepts() if "drugs" in sources else {}),
+            **(imaging_concepts() if "dicom" in sources else {})}
 
 
 # WHO INN stems: drugs that share one belong to one class, so two of them are the near miss a grader must not accept

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from medix_lib import artifacts, judge, models
+from medix_lib import judge, models
 from medix_lib.verifier.pairs import PAIR_TYPES, Pair, PairConfig, build_pairs, clinical_pairs, pair_counts
 from medix_lib.verifier.trainer import ARTIFACT, _auc, best_threshold, clinical_summary, score
 
@@ -66,7 +66,7 @@ def judging_speed(model_name: str, items: list[judge.JudgeItem],
 
 def _record_splits(model: str) -> tuple[dict, dict[str, list[Pair]]]:
     """A trained verifier's record and its own pair split, rebuilt from the record (same concepts, same pairs)."""
-    rec = json.loads((Path(models.resolve_path(model)) / artifacts.RECORD).read_text())
+    rec = models.artifact_record(model)
     pairs_config = rec["config"]["pairs"]
     return rec, build_pairs(PairConfig(seed=pairs_config["seed"], fractions=tuple(pairs_config["fractions"]),
                                        per_type=tuple(pairs_config["per_type"])))

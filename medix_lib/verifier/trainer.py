@@ -114,7 +114,7 @@ PRESETS: dict[str, VerifierConfig] = {
     # The shipped offline judge: the bottom 20 of SmolLM2-135M's 30 layers with a rank-32 adapter on layers 10-19.
     # (Measured with full fine-tuning at 3,000 pairs: training the middle of the truncated stack reached validation
     # AUC 0.945 where the top 10 of all 30 layers reached 0.72, and judging is 1.6x faster.)
-    "smoke": VerifierConfig(pairs=PairConfig(per_type=(1500, 40, 60)), max_pairs=14000,
+    "smoke": VerifierConfig(pairs=PairConfig(per_type=(1500, 40, 60)), max_pairs=12000,
                             oversample=(("sibling", 2), ("parent-child", 3), ("synonym", 2), ("synonym-synonym", 2),
                                         ("organ-swap", 2), ("cross-negation", 2))),
     # Sized for the test suite: the same code path on 400 pairs (about a minute on 2 cores).
