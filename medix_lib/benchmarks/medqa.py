@@ -34,7 +34,10 @@ from medix_lib.data import DataError
 from ._common import Located, RowStream, Split, as_text, locate, read_json, resolve_split, text
 from ._mcq import mcq_row
 
-MEDQA_PATTERNS = ("phrases_no_exclude_{split}.jsonl", "{split}.jsonl", "{split}.json", "data/{split}-*.parquet",
+# The release's own root (data_clean/questions), its US/ folder or its 4_options/ folder, and the hub layouts.
+MEDQA_PATTERNS = ("phrases_no_exclude_{split}.jsonl", "4_options/phrases_no_exclude_{split}.jsonl",
+                  "US/4_options/phrases_no_exclude_{split}.jsonl", "{split}.jsonl", "{split}.json",
+                  "data/{split}-*.parquet",
                   "{split}-*.parquet", "{split}/*.parquet", "{split}.parquet")
 
 

@@ -205,7 +205,7 @@ class OpenAIJudge:
         except (httpx.HTTPError, ValueError, AttributeError):
             served = None
         self._served_checked = True
-        if served is not None and self.model_name not in served:
+        if served and self.model_name not in served:
             raise JudgeConfigError(f"the judge server at {self.base_url} serves {served}, not {self.model_name!r}: "
                                    f"start it with that model (vllm serve {self.model_name} ...) or set judge_model "
                                    f"to one it serves")
