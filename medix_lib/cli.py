@@ -180,6 +180,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_train_projector(args) -> int:
+    from pathlib import Path
+
+    from medix_lib import artifacts, vlm
+
+    folder = vlm.train_projector(Path(args.output) if args.output else None, progress=not args.quiet)
+    rec = artifacts.record(folder)
+    print(f"projector: {rec['steps']} steps in {rec['train_seconds']:.0f} s -> {folder}", file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from medix_lib import bench
 
@@ -274,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="refuse hedges, judge instructions and padding before judging")
     ev.add_argument("--output", default="outputs/eval", help="folder for results.sqlite and report.json")
     ev.set_defaults(func=cmd_evaluate)
+
+    proj = sub.add_parser("train-projector", help="retrain the offline VLM's projector alignment from scratch and write "
+                                                  "it as the shipped artifact (medix_lib/assets/medix-vlm-projector)")
+    proj.add_argument("--output", default=None, help="write the artifact here instead of the shipped folder")
+    proj.add_argument("--quiet", action="store_true", help="no progress bar")
+    proj.set_defaults(func=cmd_train_projector)
 
     report = sub.add_parser("evaluate-verifier", help="meta-evaluate a trained verifier on its held-out pairs and "
                                                       "the hand-written clinical pairs (outputs/verifier/smoke)")

