@@ -200,6 +200,33 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_memory(args) -> int:
+    from medix_lib import memory, pipeline
+
+    try:
+        if args.total_gib:  # free = total - 0.5 GiB for the pipeline's own CUDA context
+            total, free, device = args.total_gib * memory.GIB, (args.total_gib - 0.5) * memory.GIB, \
+                f"a {args.total_gib:g} GiB card"
+        else:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise memory.MemoryPlanError("no CUDA GPU here: pass --total-gib to plan for a card of that size")
+            free, total = (float(x) for x in torch.cuda.mem_get_info(0))
+            device = torch.cuda.get_device_name(0)
+        if args.serve:
+            share = memory.server_utilization(args.serve, total, args.max_model_len)
+            print(f"vllm serve {args.serve} --max-model-len {args.max_model_len} --gpu-memory-utilization {share:.2f}"
+                  f"  # {share * total / memory.GIB:.1f} of {total / memory.GIB:.1f} GiB")
+            return 0
+        runs = pipeline.plan(args.profile, args.only, overrides=pipeline.parse_overrides(args.set))
+        memory.check(runs, free, total, device, unsloth=True if args.total_gib else None)
+    except (config.ParamsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m medix_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes, seconds per section (what CI runs)")
     bench.add_argument("--output", default=None, help="folder for bench.json and figures")
     bench.set_defaults(func=cmd_bench)
+
+    mem = sub.add_parser("memory", help="the GPU memory plan of a profile's stages, against this GPU or a card of "
+                                        "--total-gib; --serve MODEL: the vLLM share that model needs instead")
+    mem.add_argument("--profile", default="gpu")
+    mem.add_argument("--only", type=_csv, default=None)
+    mem.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE")
+    mem.add_argument("--total-gib", type=float, help="plan for a card of this size (Unsloth assumed for 03)")
+    mem.add_argument("--serve", metavar="MODEL", help="the --gpu-memory-utilization a vLLM server of MODEL needs")
+    mem.add_argument("--max-model-len", type=int, default=4096)
+    mem.set_defaults(func=cmd_memory)
     return parser
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -84,6 +85,24 @@ def notebook_defaults(stage: str) -> dict:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             defaults[node.targets[0].id] = ast.literal_eval(node.value)
     return defaults
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def yaml_value(value):
+    """A value as YAML read it, with scientific notation YAML 1.1 leaves as text ("1e-4") read as a number.
+
+    >>> yaml_value("1e-4"), yaml_value("1.0e-6"), yaml_value("smoke"), yaml_value([1, "2e3"])
+    (0.0001, 1e-06, 'smoke', [1, 2000.0])
+    """
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [yaml_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: yaml_value(v) for k, v in value.items()}
+    return value
 
 
 def _check_type(key: str, value, annotation) -> None:

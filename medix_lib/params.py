@@ -344,7 +344,7 @@ def load(stage: str, variant: str, output_dir: str | Path | None = None,
     Unknown keys fail here, naming the file and the valid keys, before anything is loaded."""
     stage = config.stage_name(stage)
     path = config.params_path(stage, variant)
-    from_file = yaml.safe_load(path.read_text()) or {}
+    from_file = config.yaml_value(yaml.safe_load(path.read_text()) or {})
     if not isinstance(from_file, dict):
         raise ParamsError(f"{config.shown(path)} must be a mapping of parameter: value")
     valid = sorted(f.name for f in fields(params_class(stage)) if f.name not in config.RUNNER_KEYS)

@@ -73,7 +73,7 @@ def parse_overrides(assignments: list[str]) -> dict[str, dict]:
         stage, dot, key = target.partition(".")
         if not sep or not dot:
             raise config.ParamsError(f"--set {assignment!r}: expected STAGE.KEY=VALUE, e.g. 03.max_steps=2")
-        overrides.setdefault(config.stage_name(stage), {})[key] = yaml.safe_load(value)
+        overrides.setdefault(config.stage_name(stage), {})[key] = config.yaml_value(yaml.safe_load(value))
     return overrides
 
 

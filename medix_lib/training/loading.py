@@ -64,7 +64,8 @@ def load_plain(cfg, use_gpu: bool):
     n_layers = (config.text_config if vision else config).num_hidden_layers
     layers = list(range(n_layers - cfg.lora_last_layers, n_layers)) if 0 < cfg.lora_last_layers < n_layers else None
     peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-                             target_modules=LORA_TARGETS, layers_to_transform=layers, layers_pattern="layers",
+                             target_modules=LORA_TARGETS, layers_to_transform=layers,
+                             layers_pattern="layers" if layers else None,  # peft refuses a pattern without layers
                              modules_to_save=["multi_modal_projector"] if vision else None)
     torch.manual_seed(cfg.seed)  # LoRA init
     model = get_peft_model(model, peft_config)

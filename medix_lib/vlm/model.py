@@ -180,12 +180,15 @@ def build_base(target: Path, seed: int = 0) -> Path:
     return _save(model, processor, target)
 
 
+TOWER_NAMES = ("vision_tower", "visual")  # LLaVA-style models (FastVLM, Gemma 3, ...); Qwen2-VL / Qwen2.5-VL
+
+
 def vision_tower(model):
     """The tower inside a VLM, a PEFT wrapper or a trainer's model."""
     for name, module in model.named_modules():
-        if name.endswith("vision_tower"):
+        if name.rsplit(".", 1)[-1] in TOWER_NAMES:
             return module
-    raise VlmError(f"{type(model).__name__} has no vision_tower")
+    raise VlmError(f"{type(model).__name__} has no vision tower (a module named {' or '.join(TOWER_NAMES)})")
 
 
 def _stay_eval(self, mode: bool = True):
