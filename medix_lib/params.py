@@ -21,10 +21,11 @@ from medix_lib import config, models
 from medix_lib.config import ParamsError, StageParams
 from medix_lib.contract import OutputContract
 from medix_lib.data import SYNTH_SOURCES
-from medix_lib.judge import DEFAULT_BACKEND, DEFAULT_MODEL, EVAL_TEMPLATE, REWARD_TEMPLATE, Judge, machine_cache_path
+from medix_lib.judge import (DEFAULT_BACKEND, DEFAULT_MODEL, EVAL_TEMPLATE, JUDGE_BACKENDS, REWARD_TEMPLATE, Judge,
+                              machine_cache_path)
 from medix_lib.rewards import COMPONENTS, DEFAULT_EMBEDDER, MEDIX_WEIGHTS, REWARDS, SemanticReward
 
-POLICY_MODEL = "smollm2-135m-instruct"  # the offline policy of the smoke profile
+POLICY_MODEL = "medix-vlm-135m"  # the offline policy of the smoke profile: a vision-language model (medix_lib.vlm)
 # Models notebook 04 compares: name -> LoRA adapter written by notebook 03, relative to the outputs root ("": the base)
 SMOKE_CANDIDATES = {"base": "", "warmup": "03_train_grpo/smoke/sft_model", "grpo": "03_train_grpo/smoke/model"}
 
@@ -34,7 +35,7 @@ class SynthesisParams(StageParams):
     """Notebook 01: the offline set's size and make-up."""
 
     n_text: int = 120  # text-only rows, spread evenly over the 13 text question families
-    n_image: int = 40  # image rows, spread evenly over the bundled pictures
+    n_image: int = 200  # image rows, spread evenly over the bundled pictures
     image_size: int = 224  # images are RGB, letterboxed to image_size x image_size pixels
     test_fraction: float = 0.2  # share of concepts (and of pictures) held out for test
     sources: list[str] = field(default_factory=lambda: list(SYNTH_SOURCES))  # subset of data.SYNTH_SOURCES
@@ -70,7 +71,11 @@ class JudgeSettings:
                      cache_path=machine_cache_path())
 
     def check_judge(self) -> None:
-        models.check_model_name(self.judge_model, "causal_lm")
+        if self.judge_backend not in JUDGE_BACKENDS:
+            raise ParamsError(f"parameter 'judge_backend': unknown {self.judge_backend!r}; valid: "
+                              f"{', '.join(JUDGE_BACKENDS)}")
+        if self.judge_backend == "transformers":  # a server's model name is whatever the server calls it
+            models.check_model_name(self.judge_model, "causal_lm")
         if self.judge_threshold != "auto" and not 0.0 <= self.judge_threshold <= 1.0:
             raise ParamsError(f"parameter 'judge_threshold' must be 'auto' or in [0, 1], got {self.judge_threshold}")
 
@@ -155,24 +160,24 @@ class TrainParams(RewardSettings, StageParams):
     load_in_4bit: bool = True  # Unsloth only: 4-bit base weights
     max_train_rows: int = 64  # RL prompts (after shuffling); the rest of the training split warms up the format
     max_answer_words: int = 12  # keep rows whose reference fits in this many words (0: all)
-    lora_r: int = 8  # LoRA rank
-    lora_alpha: int = 16  # LoRA scaling (alpha / r)
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling (alpha / r)
     lora_last_layers: int = 8  # CPU path: adapt only the top N layers (backprop stops there; 0: all layers)
-    learning_rate: float = 1e-5  # paper: 1e-6 full fine-tuning; single-GPU LoRA recipes use ~5e-6
+    learning_rate: float = 1e-4  # CPU LoRA on a 135M model; paper: 1e-6 full fine-tuning, GPU LoRA ~5e-6
     lr_scheduler_type: str = "constant"  # transformers scheduler name (paper: constant)
     weight_decay: float = 0.01  # AdamW weight decay, as in the paper
     max_grad_norm: float = 1.0  # gradient clipping, as in the paper
-    max_steps: int = 6  # optimizer steps (paper: ~200 steps of 512 prompts)
+    max_steps: int = 12  # optimizer steps (paper: ~200 steps of 512 prompts)
     num_generations: int = 4  # group size (paper: 5)
     per_device_train_batch_size: int = 8  # completions per micro-batch; x accumulation must divide by the group size
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
     steps_per_generation: int = 0  # micro-batches one rollout batch feeds (0: gradient_accumulation_steps)
     num_iterations: int = 1  # updates per rollout batch (GRPO's mu): above 1 the clip ranges act
-    max_completion_length: int = 48  # new tokens per completion
+    max_completion_length: int = 40  # new tokens per completion
     temperature: float = 1.0  # rollout temperature (paper: 1.0)
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "grpo"  # TRL's loss variants
     importance_sampling_level: Literal["token", "sequence"] = "token"  # "token" (GRPO/DAPO) or "sequence" (GSPO)
-    beta: float = 0.01  # KL coefficient (paper's GRPO: 1e-2; DAPO and GSPO: 0); with PEFT the reference is the base
+    beta: float = 0.0  # KL weight (paper's GRPO: 1e-2); 0 after a warm-up: the PEFT reference is the pre-warm-up base
     epsilon: float = 0.2  # lower clip range
     epsilon_high: float = 0.28  # upper clip range (DAPO's clip-higher; equal to epsilon for symmetric clipping)
     group_filter: list[float] | None = None  # DAPO's dynamic filter: keep groups of mean reward strictly in (low, high)
@@ -183,8 +188,8 @@ class TrainParams(RewardSettings, StageParams):
     vllm_mode: Literal["colocate", "server"] = "colocate"  # vLLM in the trainer's process, or a trl vllm-serve server
     warmup_max_steps: int = 80  # format warm-up (cold-start SFT) steps at most; 0 skips it
     warmup_target_format: float = 0.9  # stop the warm-up once held-out prompts score this format reward
-    warmup_check_every: int = 10  # warm-up steps between checks of the format reward
-    warmup_check_prompts: int = 16  # held-out training prompts the check generates for (never trained on)
+    warmup_check_every: int = 5  # warm-up steps between checks of the format reward
+    warmup_check_prompts: int = 8  # held-out training prompts the check generates for (never trained on)
     warmup_learning_rate: float = 2e-3  # warm-up learning rate (LoRA only)
     warmup_image_tags: Literal["random", "true"] = "random"  # image rows' tag in the warm-up: RL teaches it if random
 
@@ -217,8 +222,9 @@ class TrainParams(RewardSettings, StageParams):
 
 
 @dataclass
-class EvalParams(ContractSettings, JudgeSettings, StageParams):
-    """Notebook 04: candidates answer benchmark tasks; a reference-based judge grades the final answers."""
+class EvalParams(RewardSettings, StageParams):
+    """Notebook 04: candidates answer benchmark tasks; a reference-based judge grades the final answers. The reward
+    settings score the same responses with notebook 03's training reward (``evaluation.reward_report``)."""
 
     dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict (the synthetic_* tasks' source)
     tasks: list[str] = field(default_factory=lambda: ["synthetic_text", "synthetic_image"])  # benchmarks.TASKS names
@@ -226,11 +232,10 @@ class EvalParams(ContractSettings, JudgeSettings, StageParams):
     policy_model: str = POLICY_MODEL  # base policy: offline alias, hub id or local path
     candidates: dict[str, str] = field(default_factory=lambda: dict(SMOKE_CANDIDATES))  # name -> notebook 03 adapter
     max_eval_rows: int = 24  # rows per task (0: all)
-    max_new_tokens: int = 96  # generation budget per answer (paper: 2048)
+    max_new_tokens: int = 64  # generation budget per answer (paper: 2048)
     batch_size: int = 8  # generation batch size
     system_prompt: bool = True  # the output-contract system prompt; the paper's protocol gives none (gpu: false)
     with_choices: bool = True  # append "Choices: A. ..." to MCQ-origin items, as the paper does
-    answer_guards: bool = True  # refuse hedges, judge instructions, padding before judging (paper: false)
     judge_rounds: int = 1  # rounds of a majority vote (paper: 3); needs independent rounds, see check()
     judge_temperature: float = 0.0  # HTTP judges: rounds sampled at this temperature, seeded by round
     extra_judge_models: list[str] = field(default_factory=list)  # more judges for the majority (same backend)
@@ -241,8 +246,8 @@ class EvalParams(ContractSettings, JudgeSettings, StageParams):
         from medix_lib import benchmarks
 
         models.check_model_name(self.policy_model, "causal_lm")
+        self.check_rewards()
         self.check_judge()
-        self.contract()
         for task in [*self.tasks, *self.task_sources]:
             try:
                 benchmarks.get_task(task)

@@ -126,6 +126,35 @@ def warmup_curve(warmup: dict, target: float, title: str):
     return fig
 
 
+def alignment_curve(record: dict, title: str):
+    """The projector alignment (image -> caption SFT): loss per step, and caption-fact F1 before and after on the
+    training pictures and on held-out pictures, beside a blind baseline that writes the training split's most common
+    caption without looking."""
+    fig, (loss_ax, bar_ax) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
+    curve = record["loss_curve"]
+    loss_ax.plot(range(1, len(curve) + 1), curve, color=PALETTE[7], lw=1)
+    loss_ax.set_xlabel("alignment step")
+    loss_ax.set_ylabel("caption loss")
+    loss_ax.set_title(f"{record['n_train_views']} views of {len(record['train_pictures'])} training pictures",
+                      fontsize=9)
+    groups = [("train_pictures", "training pictures"), ("heldout", "held-out pictures")]
+    x = np.arange(len(groups))
+    for offset, (key, label, color) in zip((-0.2, 0.2), (("caption_accuracy_before", "before", PALETTE[7]),
+                                                         ("caption_accuracy_after", "after", PALETTE[2]))):
+        values = [record[key][g]["f1"] for g, _ in groups]
+        bar_ax.bar(x + offset, values, width=0.4, color=color, label=label)
+    bar_ax.axhline(record["heldout_blind_baseline"]["f1"], ls="--", color="0.3", lw=1,
+                   label="blind baseline (held-out)")
+    bar_ax.set_xticks(x, [f"{name}\n(n={record['caption_accuracy_after'][g]['n_images']} images)"
+                          for g, name in groups])
+    bar_ax.set_ylim(0, 1.05)
+    bar_ax.set_ylabel("caption-fact F1")
+    bar_ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def time_split(history: list[dict], title: str):
     """Seconds per optimizer step, split into generation, reward and update."""
     rows = [h for h in history if "time/update" in h]
@@ -195,6 +224,14 @@ def paired_differences(comparisons: dict[str, dict], title: str, metric: str = "
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def reward_differences(comparisons: dict[str, dict], components: list[str], title: str):
+    """:func:`paired_differences` of ``evaluation.reward_report``'s comparisons, a row per task and component."""
+    flat = {name: {f"{task} · {c}": comps[c] for task, comps in per_task.items() for c in components
+                   if c in comps and comps[c]["n"]}
+            for name, per_task in comparisons.items()}
+    return paired_differences(flat, title, metric="reward (modality: modality accuracy)")
 
 
 def semantic_calibration(similarities: list[float], labels: list[bool], thresholds: dict[str, float], title: str,

@@ -50,6 +50,10 @@ def test_group_divisibility_is_checked():
 def test_unresolvable_model_alias_lists_aliases():
     with pytest.raises(models.ModelError, match=r"'smollm-7b'.*offline causal_lm aliases: smollm2-135m-instruct"):
         params.load("04", "smoke", overrides={"judge_model": "smollm-7b"})
+    # a server's model is whatever the server names it (vLLM's --served-model-name): not resolved here
+    assert params.load("04", "smoke", overrides={"judge_backend": "openai", "judge_model": "qwen3"}).judge_model == "qwen3"
+    with pytest.raises(config.ParamsError, match=r"'judge_backend': unknown 'vllm'; valid: transformers, openai"):
+        params.load("04", "smoke", overrides={"judge_backend": "vllm"})
 
 
 def test_unknown_reward_lists_registry():

@@ -58,6 +58,33 @@ def _store_with(tmp_path, answers, reference="myocardial infarction", prompt="Di
     return store
 
 
+def test_training_reward_on_stored_responses_is_paired_between_candidates(tmp_path):
+    """Modality accuracy and the composite of a warmed-up and a GRPO policy on the same held-out image rows: the
+    GRPO policy tags 8 of 10 pictures right where the warmed-up one tags 2, so the paired interval clears 0."""
+    rows = [{"id": f"img{k}", "modality": ["CT_SCAN", "X_RAY"][k % 2]} for k in range(10)]
+    store = evaluation.ResultsStore(tmp_path / "results.sqlite")
+    for model, right in (("warmup", 2), ("grpo", 8)):
+        store.register(model, {"policy": model})
+        responses = []
+        for k, row in enumerate(rows):
+            tag = row["modality"] if k < right else "FUNDUS_PHOTOGRAPHY"
+            text = f"<{tag}><thinking>.</thinking><answer>axial slice</answer>"
+            responses.append({"item": row["id"], "prompt": "Which plane?", "reference": "axial", "choices": None,
+                              "response": text, "answer": "axial slice"})
+        store.put_responses(model, "synthetic_image", responses)
+    settings = params.load("04", "smoke", tmp_path, {"rewards": ["modality", "format"]})
+    result = evaluation.reward_report(store, ["warmup", "grpo"], {"synthetic_image": rows}, settings,
+                                      [("warmup", "grpo")], n_boot=500)
+    means = {m: result["tasks"]["synthetic_image"][m]["modality"]["mean"] for m in ("warmup", "grpo")}
+    assert means == {"warmup": 0.2, "grpo": 0.8}
+    assert result["tasks"]["synthetic_image"]["grpo"]["format"]["mean"] == 1.0
+    modality = result["comparisons"]["grpo - warmup"]["synthetic_image"]["modality"]
+    assert modality["n"] == 10 and modality["diff"] == pytest.approx(0.6) and modality["ci_low"] > 0
+    composite = result["comparisons"]["grpo - warmup"]["synthetic_image"]["composite"]
+    assert composite["diff"] == pytest.approx(0.6 * 0.045)  # TRL's weighted sum, with MediX's modality weight
+    assert ("synthetic_image", "grpo - warmup", "modality") in evaluation.reward_table(result).index
+
+
 @pytest.mark.parametrize("guards", [True, False])
 def test_rules_refuse_before_the_judge_is_asked(stub, tmp_path, guards):
     ramble = "Heart attack is a medical condition. " * 8  # 48 words against a 2-word reference

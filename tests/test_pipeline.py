@@ -10,7 +10,7 @@ import pytest
 from medix_lib import config
 
 TINY = [
-    "03.warmup_steps=2",
+    "03.warmup_max_steps=2",
     "01.n_text=40", "01.n_image=8",
     "02.n_prompts=3", "02.completions_per_prompt=2", "02.max_new_tokens=16",
     "03.max_steps=2", "03.max_train_rows=8", "03.max_completion_length=12",
@@ -51,7 +51,10 @@ def test_every_stage_writes_notebook_metrics_figures_and_record(tiny_run, stage)
 @pytest.mark.slow
 def test_training_and_evaluation_numbers_are_real(tiny_run):
     train = json.loads((tiny_run / "03_train_grpo/smoke/metrics.json").read_text())
-    assert train["steps"] == 2 and train["mechanics_only"] is True
+    assert train["steps"] == 2 and train["warmup"]["format_curve"]
+    effect = train["learning_effect"]["all"]  # measured on the completions the run generated, first vs last step
+    assert effect["first_steps"] == [0, 0] and effect["last_steps"] == [1, 1]
+    assert effect["ci_low"] <= effect["diff"] <= effect["ci_high"]
     assert (tiny_run / "03_train_grpo/smoke/model/adapter_config.json").exists()
     evaluation = json.loads((tiny_run / "04_evaluate_with_judge/smoke/metrics.json").read_text())
     for model in ("base", "warmup", "grpo"):
@@ -67,7 +70,7 @@ def test_training_and_evaluation_numbers_are_real(tiny_run):
 def test_failing_cell_stops_with_the_notebook_and_cell_named(tiny_run):
     tiny_04 = sum((["--set", s] for s in TINY if s.startswith("04.")), [])
     done = medix("--profile", "smoke", "--only", "04", *tiny_04, "--set", "04.candidates={grpo: no/such/adapter}",
-                 root=tiny_run)
+                 "--set", "04.compare=[]", root=tiny_run)
     assert done.returncode == 1
     assert "04_evaluate_with_judge [smoke] failed in cell" in done.stderr
     record = json.loads((tiny_run / "04_evaluate_with_judge/smoke/run.json").read_text())
