@@ -114,7 +114,23 @@ def execute(run: PlannedRun, progress: bool = True) -> dict:
     finally:
         record["seconds"] = round(time.perf_counter() - start, 1)
         record_path.write_text(json.dumps(record, indent=1))
+        scrub_machine_paths(run.output_dir, run.output_dir.parent.parent)
     return record
+
+
+def scrub_machine_paths(run_dir: Path, output_root: Path) -> None:
+    """Rewrite a run's rendered notebook and records without this machine's paths, so outputs can be committed and
+    compared across machines: paths under the outputs root become relative to it, the repository's and the home
+    folder's prefixes are dropped (warnings name ``.venv/lib/...``, ``~/.pyenv/...``)."""
+    prefixes = [(f"{Path(output_root).resolve()}/", ""), (f"{config.REPO_ROOT}/", ""), (f"{Path.home()}/", "~/")]
+    for path in [run_dir / "notebook.ipynb", run_dir / "run.json", run_dir / "metrics.json"]:
+        if not path.is_file():
+            continue
+        text = original = path.read_text()
+        for prefix, replacement in prefixes:
+            text = text.replace(json.dumps(prefix)[1:-1], replacement).replace(prefix, replacement)
+        if text != original:
+            path.write_text(text)
 
 
 def require_cuda(gpu_runs: list[PlannedRun]) -> None:
@@ -141,7 +157,7 @@ def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str
     runs = plan(profile, only, variants, output_root, overrides)
     require_cuda([run for run in runs if run.params.profile == "gpu"])
     # Offline profile: never reach for a model hub, fail fast instead of hanging on a network timeout.
-    if profile == "smoke":
+    if all(run.params.profile == "smoke" for run in runs):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

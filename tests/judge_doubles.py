@@ -68,8 +68,8 @@ class StubServer:
                 else "YES" if "heart attack" in prediction.lower() else "NO")
         choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
         if "LOGPROBS" in prediction:
-            choice["logprobs"] = {"content": [{"token": "YES", "logprob": -0.2, "top_logprobs": [
-                {"token": "YES", "logprob": -0.2}, {"token": "NO", "logprob": -1.8}, {"token": "Maybe", "logprob": -4}]}]}
+            top = [{"token": t, "logprob": lp} for t, lp in (("YES", -0.2), ("NO", -1.8), ("Maybe", -4))]
+            choice["logprobs"] = {"content": [{"token": "YES", "logprob": -0.2, "top_logprobs": top}]}
         self.send(handler, 200, json.dumps({"id": "x", "object": "chat.completion", "choices": [choice]}).encode())
 
     @staticmethod

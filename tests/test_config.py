@@ -51,7 +51,8 @@ def test_unresolvable_model_alias_lists_aliases():
     with pytest.raises(models.ModelError, match=r"'smollm-7b'.*offline causal_lm aliases: smollm2-135m-instruct"):
         params.load("04", "smoke", overrides={"judge_model": "smollm-7b"})
     # a server's model is whatever the server names it (vLLM's --served-model-name): not resolved here
-    assert params.load("04", "smoke", overrides={"judge_backend": "openai", "judge_model": "qwen3"}).judge_model == "qwen3"
+    served = params.load("04", "smoke", overrides={"judge_backend": "openai", "judge_model": "qwen3"})
+    assert served.judge_model == "qwen3"
     with pytest.raises(config.ParamsError, match=r"'judge_backend': unknown 'vllm'; valid: transformers, openai"):
         params.load("04", "smoke", overrides={"judge_backend": "vllm"})
 

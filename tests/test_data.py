@@ -24,7 +24,7 @@ def small():
     return data.synthesize(seed=3, **SMALL)[0]
 
 
-# --- schema ------------------------------------------------------------------------------------------------------------
+# --- schema -----------------------------------------------------------------------------------------------------------
 
 
 def test_schema_columns_and_features():
@@ -43,7 +43,7 @@ def test_validate_row_names_dataset_row_and_field():
         data.validate_row({**row, "answer": "a", "task_type": "essay"}, "mine")
 
 
-# --- synthesis ---------------------------------------------------------------------------------------------------------
+# --- synthesis --------------------------------------------------------------------------------------------------------
 
 
 def test_synthesize_schema_splits_and_modalities(small):
@@ -112,7 +112,7 @@ def test_image_sources_read_modality_and_body_part_from_metadata():
     assert {s["modality"] for s in srcs.values()} <= set(MODALITIES)
 
 
-# --- hygiene -----------------------------------------------------------------------------------------------------------
+# --- hygiene ----------------------------------------------------------------------------------------------------------
 
 
 def test_leakage_check_catches_planted_text_and_image_leaks(small):
@@ -177,7 +177,7 @@ def test_to_grpo_text_only_uses_plain_strings_and_can_show_choices():
     assert "image" not in out.column_names
 
 
-# --- ontology readers -----------------------------------------------------------------------------
+# --- ontology readers -------------------------------------------------------------------------------------------------
 
 
 def test_read_hpo_terms_synonyms_and_parents():
@@ -197,7 +197,7 @@ def test_read_icd10_hierarchy():
     assert codes["I21.0"].kind == "subcategory" and codes["I20-I25"].kind == "block"
 
 
-# --- data card ---------------------------------------------------------------------------------------------------------
+# --- data card --------------------------------------------------------------------------------------------------------
 
 
 def test_data_card_counts_and_figures(small):
@@ -208,7 +208,8 @@ def test_data_card_counts_and_figures(small):
         assert sum(sum(v.values()) for v in card[key].values()) == total
     assert card["answer_words"]["max"] >= card["answer_words"]["median"] >= 1
     json.dumps(card)
-    for fig in (plotting.data_counts(card), plotting.answer_lengths(small), plotting.image_examples(small["train"], n=4)):
+    for fig in (plotting.data_counts(card), plotting.answer_lengths(small),
+                plotting.image_examples(small["train"], n=4)):
         assert isinstance(fig, matplotlib.figure.Figure)
         matplotlib.pyplot.close(fig)
 

@@ -46,6 +46,10 @@ def test_every_stage_writes_notebook_metrics_figures_and_record(tiny_run, stage)
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "ok" and record["params"]["seed"] == record["seed"]
     assert record["packages"]["trl"] and record["packages"]["torch"]
+    assert record["params"]["output_dir"] == f"{stage}/smoke"  # relative to the outputs root
+    for path in (out / "notebook.ipynb", out / "run.json", out / "metrics.json"):
+        text = path.read_text()
+        assert str(tiny_run) not in text and str(config.REPO_ROOT) not in text, f"{path.name} names this machine"
 
 
 @pytest.mark.slow

@@ -201,8 +201,8 @@ def test_composite_uses_medix_weights_and_skips_failures():
     funcs = [rewards.AccuracyReward(lambda items: [SimpleNamespace(label=None) for _ in items]),
              rewards.ModalityReward(), rewards.FormatReward()]
     weights = [rewards.MEDIX_WEIGHTS[f.__name__] for f in funcs]
-    table = rewards.score_components(funcs, weights, [wrap("lung infection"), wrap("pneumonia")], answer=["pneumonia"] * 2,
-                          modality=["X_RAY"] * 2)
+    table = rewards.score_components(funcs, weights, [wrap("lung infection"), wrap("pneumonia")],
+                                     answer=["pneumonia"] * 2, modality=["X_RAY"] * 2)
     assert table["accuracy"] == [None, 1.0]
     assert table["composite"] == [0.145, 0.6625]
 
