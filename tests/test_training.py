@@ -182,10 +182,10 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_log_each_reward_once(tmp_path):
-    # torchrun, not `accelerate launch`: accelerate starts one process for a CPU config unless mpirun is installed
     dataset_dir(tmp_path)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "medix_lib", "train",
-           "--quiet", "--output-root", str(tmp_path),
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(config.REPO_ROOT / "configs/accelerate/cpu_2proc.yaml"), "-m", "medix_lib", "train", "--quiet",
+           "--output-root", str(tmp_path),
            *sum((["--set", f"{k}={json.dumps(v)}"] for k, v in {**TINY, "max_steps": 1}.items()), [])]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
