@@ -30,11 +30,20 @@ ROWS = [
 ]
 
 
-def dataset_dir(root: Path, n: int = 32) -> Path:
-    """A notebook-01-shaped DatasetDict of text rows under ``root``'s outputs layout."""
+def dataset_dir(root: Path, n: int = 32, with_images: bool = False) -> Path:
+    """A notebook-01-shaped DatasetDict under ``root``'s outputs layout: text rows, every other one a CT picture
+    question (a random-noise PNG) ``with_images``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
     train = [{"id": f"r{i}", "question": ROWS[i % len(ROWS)][0] + f" (case {i})", "answer": ROWS[i % len(ROWS)][1],
               "modality": "OTHER", "task_type": "open", "source": "test", "split": "train", "image": None,
               "choices": None} for i in range(n)]
+    if with_images:
+        for row in train[::2]:
+            row.update(question=f"Which plane is shown? (case {row['id']})", answer="axial", modality="CT_SCAN",
+                       image=Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).convert("RGB"))
     path = root / "01_synthesize_data" / "smoke" / "dataset"
     datasets.DatasetDict({"train": datasets.Dataset.from_list(train, features=FEATURES),
                           "test": datasets.Dataset.from_list(train[:4], features=FEATURES)}).save_to_disk(str(path))
@@ -132,6 +141,22 @@ def test_every_loss_variant_trains_and_the_clip_ranges_act(tmp_path, variant):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("with_images", [True, False], ids=["mixed", "all_text"])
+def test_the_vision_language_policy_trains_on_mixed_and_on_all_text_rows(tmp_path, with_images):
+    """The smoke policy (medix-vlm-135m) through the training entry point: 3 GRPO steps take 3 of 4 one-kind batches,
+    so a mixed dataset trains on both kinds (the image in the prompt) and an all-text one on text alone."""
+    dataset_dir(tmp_path, with_images=with_images)
+    cfg = params.load("03", "smoke", tmp_path / "03_train_grpo" / "smoke",
+                      {**TINY, "max_steps": 3, "warmup_max_steps": 1})
+    assert cfg.policy_model == "medix-vlm-135m"
+    result = training.train(cfg, progress=False)
+    kinds = {r["kind"] for r in result["completion_rewards"]}
+    assert result["steps"] == 3 and kinds == ({"image", "text"} if with_images else {"text"})
+    image_rewards = [r["modality"] for r in result["completion_rewards"] if r["kind"] == "image"]
+    assert all(v in (0.0, 1.0) for v in image_rewards)  # scored against the picture's modality
+
+
+@pytest.mark.slow
 def test_group_filter_drops_planted_zero_spread_groups(tmp_path):
     trainer = _tiny_trainer(tmp_path, _constant_for_planted, group_filter=(0.01, 0.99), loss_type="dapo", beta=0.0)
     trainer.train()
@@ -177,7 +202,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     history = json.loads((killed / "03_train_grpo/smoke/log_history.json").read_text())
     assert max(h["step"] for h in history if "step" in h) == 4
     card = (killed / "03_train_grpo/smoke/model/README.md").read_text()
-    assert all(s in card for s in ("smollm2-135m-instruct", "sha256", "loss `grpo`", "GRPO 4", "prompt "))
+    assert all(s in card for s in ("medix-vlm-135m", "sha256", "loss `grpo`", "GRPO 4", "prompt "))
 
 
 @pytest.mark.slow
