@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 VLM_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -67,6 +69,7 @@ def build_vlm(folder: Path) -> Path:
                            temporal_patch_size=2),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"], **special)
+    torch.manual_seed(0)  # the same random weights whatever ran before: answers (and what reaches the judge) too
     model = Qwen2_5_VLForConditionalGeneration(cfg)
     # A trained VLM never writes its vision placeholders; a random one does, and trl 1.15's rollouts do not suppress
     # them (a completion with an extra <|image_pad|> then fails the image-features check), so the config does.
@@ -107,6 +110,7 @@ def build_judge(folder: Path) -> Path:
 
     tokenizer = _bpe_tokenizer(JUDGE_TEMPLATE)
     tokenizer.add_tokens(["<think>", "</think>", "YES", "NO", "Yes", "No", "yes", "no"])
+    torch.manual_seed(0)
     Qwen3ForCausalLM(Qwen3Config(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
