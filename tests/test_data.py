@@ -46,6 +46,11 @@ def test_validate_row_names_dataset_row_and_field():
 # --- synthesis --------------------------------------------------------------------------------------------------------
 
 
+def test_synthesis_counts_the_distinct_pictures_of_each_split():
+    _, stats = data.synthesize(seed=3, **SMALL)
+    assert stats["pictures/train"] >= 2 and stats["pictures/test"] >= 1
+
+
 def test_synthesize_schema_splits_and_modalities(small):
     assert set(small) == {"train", "test"}
     assert len(small["train"]) and len(small["test"])

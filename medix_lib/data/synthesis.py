@@ -110,18 +110,22 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
         img_sources = [s for s in all_sources if s.origin.split(":")[0].split(".")[0] in wanted]
         rng.shuffle(img_sources)
         test_keys = split_images(img_sources, seed, test_fraction)
-        made_img, attempts = 0, 0
+        made_img, attempts, pictures = 0, 0, {"train": set(), "test": set()}
         for c in image_candidates(random.Random(f"{seed}/images"), image_size, img_sources):
             attempts += 1
             if made_img >= n_image or attempts > 20 * n_image + 100:
                 break
             if dedup.seen(c.question, c.answer, c.image):
                 continue
-            yield finish(c, "test" if c.group in test_keys else "train")
+            split = "test" if c.group in test_keys else "train"
+            pictures[split].add(c.group)
+            yield finish(c, split)
             made_img += 1
             bar.update(1)
         if made_img < n_image:
             stats["image_shortfall"] = n_image - made_img
+        # distinct source pictures (files / volumes) behind each split's image rows: a split is whole pictures
+        stats["pictures/train"], stats["pictures/test"] = len(pictures["train"]), len(pictures["test"])
     stats["duplicates_removed"] = dedup.removed
 
 
