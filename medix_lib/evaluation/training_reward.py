@@ -15,17 +15,16 @@ from medix_lib.evaluation.stats import bootstrap_ci, paired_bootstrap
 from medix_lib.evaluation.store import ResultsStore
 
 
-def reward_scores(store: ResultsStore, model: str, task: str, rows: list[dict], settings) -> dict[str, dict]:
+def reward_scores(store: ResultsStore, model: str, task: str, rows: list[dict], funcs: list,
+                  weights: list[float]) -> dict[str, dict]:
     """item -> every reward component and ``composite`` of ``model``'s stored response to it; ``rows`` give each
-    item's reference modality. ``settings``: a stage's ``params.RewardSettings`` (the same registry notebook 03
-    trains with)."""
-    from medix_lib.rewards import build, score_components
+    item's reference modality. ``funcs, weights``: ``rewards.build(settings)``, the registry notebook 03 trains with."""
+    from medix_lib.rewards import score_components
 
     modality = {r["id"]: r.get("modality") for r in rows}
     responses = [r for r in store.responses(model, task) if r["item"] in modality]
     if not responses:
         return {}
-    funcs, weights = build(settings)
     table = score_components(funcs, weights, [r["response"] for r in responses],
                              answer=[r["reference"] for r in responses],
                              modality=[modality[r["item"]] for r in responses],
@@ -40,7 +39,11 @@ def reward_report(store: ResultsStore, models: list[str], rows_by_task: dict[str
 
     A component that abstains on an item (``None``: e.g. no modality tag asked for) leaves that item out of that
     component's mean and comparison only."""
-    scores = {m: {t: reward_scores(store, m, t, rows, settings) for t, rows in rows_by_task.items()} for m in models}
+    from medix_lib.rewards import build
+
+    funcs, weights = build(settings)  # once: the judge and embedder serve every candidate and task
+    scores = {m: {t: reward_scores(store, m, t, rows, funcs, weights) for t, rows in rows_by_task.items()}
+              for m in models}
     out: dict = {"tasks": {}, "comparisons": {}}
     for task in rows_by_task:
         out["tasks"][task] = {}
