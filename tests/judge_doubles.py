@@ -86,7 +86,8 @@ class StubServer:
 
 
 def http_judge(url: str, **kwargs) -> Judge:
-    options = {"timeout": 0.5, "max_retries": 2, "concurrency": 8, **kwargs}
+    # 1.5 s: a healthy reply must never time out on a busy CI machine; SLOW sleeps 2 s, past it
+    options = {"timeout": 1.5, "max_retries": 2, "concurrency": 8, **kwargs}
     backend_options = {"backoff": 0.01, **options.pop("backend_options", {})}
     return Judge(backend="openai", model="stub-judge", base_url=url, backend_options=backend_options, **options)
 
