@@ -234,6 +234,30 @@ def reward_differences(comparisons: dict[str, dict], components: list[str], titl
     return paired_differences(flat, title, metric="reward (modality: modality accuracy)")
 
 
+def modality_probe(result: dict, title: str):
+    """``vlm.modality_probe``: per picture, the share of its views whose nearest training picture in the tower's
+    feature space has its modality (test pictures: the real split; training pictures: leave one out)."""
+    rows = sorted(result["pictures"].items(), key=lambda kv: (kv[1]["split"] != "test", kv[1]["modality"], kv[0]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.6))
+    for k, (key, p) in enumerate(rows):
+        ax.barh(k, p["accuracy"], color=PALETTE[3] if p["split"] == "test" else PALETTE[0])
+        nearest = ", ".join(f"{m.lower()} {n}" for m, n in list(p["nearest"].items())[:2])
+        ax.text(max(p["accuracy"], 0) + 0.02, k, f"nearest: {nearest}", va="center", fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{key.split(':', 1)[-1]} ({p['modality'].lower()}, {p['split']})"
+                                     for key, p in rows], fontsize=7.5)
+    ax.invert_yaxis()
+    if result["chance"] is not None:
+        ax.axvline(result["chance"], color="0.3", ls="--", lw=1,
+                   label=f"always '{result['commonest_training_modality'].lower()}' on test pictures")
+        ax.legend(loc="lower right", fontsize=7.5)
+    ax.set_xlim(0, 1.9)
+    ax.set_xlabel(f"views whose nearest training picture shares the modality ({result['views_per_picture']} per "
+                  f"picture)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def semantic_calibration(similarities: list[float], labels: list[bool], thresholds: dict[str, float], title: str,
                          mechanics_only: bool):
     """Cosine of gold answer pairs by label (left) and its ROC (right), each named threshold marked on both."""

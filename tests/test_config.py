@@ -37,6 +37,11 @@ def test_wrong_type_names_key():
         params.load("03", "smoke", overrides={"max_steps": "many"})
 
 
+def test_warmup_batch_size_is_checked():
+    with pytest.raises(config.ParamsError, match=r"parameter 'warmup_batch_size' must be >= 1, got 0"):
+        params.load("03", "smoke", overrides={"warmup_batch_size": 0})
+
+
 def test_literal_choice_lists_valid_values():
     with pytest.raises(config.ParamsError, match=r"loss_type.*valid values: 'grpo'"):
         params.load("03", "smoke", overrides={"loss_type": "ppo"})

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -80,6 +81,15 @@ def test_batches_are_of_one_kind_and_text_batches_lose_the_image_key():
     order = rows.homogeneous_order(kind, 4, 12, seed=1)
     assert all(len({kind[i] for i in order[b:b + 4]}) == 1 for b in range(0, len(order), 4))
     assert {kind[i] for i in order} == {True, False}
+
+
+def test_image_rows_are_drawn_evenly_across_modalities():
+    modality = ["MRI_SCAN"] * 12 + ["CT_SCAN"] * 3 + ["SPECT"] * 1 + ["OTHER"] * 8
+    kind = [m != "OTHER" for m in modality]
+    order = rows.homogeneous_order(kind, 4, 12, seed=2, modality=modality)
+    drawn = Counter(modality[i] for i in order if kind[i])
+    assert max(drawn.values()) - min(drawn.values()) <= 1 and set(drawn) == {"MRI_SCAN", "CT_SCAN", "SPECT"}
+    assert all(len({kind[i] for i in order[b:b + 4]}) == 1 for b in range(0, len(order), 4))
 
 
 def _text_reward(completions, **_):

@@ -144,6 +144,22 @@ def test_alignment_holds_out_whole_pictures_and_never_the_data_stage_test_pictur
     assert len(held_views) == 3 * len(held)
 
 
+def test_modality_probe_matches_each_picture_only_to_other_training_pictures():
+    probe = vlm.modality_probe(data_seed=0, test_fraction=0.2, views_per_picture=2)
+    train, test_keys = vlm.data_split(0, 0.2)
+    pictures = probe["pictures"]
+    assert {k for k, p in pictures.items() if p["split"] == "test"} == test_keys
+    assert {k for k, p in pictures.items() if p["split"] == "train"} == {s.key for s in train}
+    train_modalities = {s.modality for s in train}
+    for key, p in pictures.items():
+        # a picture's own views are never its neighbours, so each view finds exactly one training neighbour
+        assert sum(p["nearest"].values()) == 2 and set(p["nearest"]) <= train_modalities
+        assert p["accuracy"] == p["nearest"].get(p["modality"], 0) / 2
+    test_scores = [p["accuracy"] for p in pictures.values() if p["split"] == "test"]
+    assert probe["heldout"] == pytest.approx(sum(test_scores) / len(test_scores))
+    assert 0 <= probe["chance"] <= 1 and probe["commonest_training_modality"] in train_modalities
+
+
 # ------------------------------------------------------------------------------------- slow: the real 139M model
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):

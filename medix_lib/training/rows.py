@@ -32,17 +32,25 @@ def training_rows(cfg, has_vision: bool):
     return rl, warmup, check
 
 
-def homogeneous_order(with_image: list[bool], prompts_per_batch: int, n_batches: int, seed: int) -> list[int]:
+def homogeneous_order(with_image: list[bool], prompts_per_batch: int, n_batches: int, seed: int,
+                      modality: list[str] | None = None) -> list[int]:
     """Row indices for ``n_batches`` generation batches of ``prompts_per_batch`` prompts, each batch all image rows or
     all text rows, the batches in a seeded random order; rows are reused round robin when a kind runs out.
 
     Processors refuse a batch where some rows have an image and others None; TRL's trainer hands them exactly that.
     Feeding it batches of one kind by construction (with its own shuffling off) avoids the case altogether.
 
+    With ``modality`` (per row), image rows are drawn evenly across modalities. Otherwise the modality reward pays
+    most for the training split's commonest tag whatever the picture, and a policy that cannot yet tell pictures
+    apart learns to write that tag everywhere (measured: <MRI_SCAN> on 34 of 45 held-out images, cpu_long at 6d1ff97).
+
     >>> kind = [True, False, True, False, False]
     >>> order = homogeneous_order(kind, 2, 4, seed=0)
     >>> len(order), all(len({kind[i] for i in order[b:b + 2]}) == 1 for b in range(0, 8, 2))
     (8, True)
+    >>> mods = ["MRI"] * 6 + ["CT"] * 2
+    >>> sorted(mods[i] for i in homogeneous_order([True] * 8, 2, 4, seed=0, modality=mods))
+    ['CT', 'CT', 'CT', 'CT', 'MRI', 'MRI', 'MRI', 'MRI']
     """
     rng = random.Random(seed)
     kinds = {kind: [i for i, has in enumerate(with_image) if has == kind] for kind in (True, False)}
@@ -56,17 +64,28 @@ def homogeneous_order(with_image: list[bool], prompts_per_batch: int, n_batches:
         share[max(kinds, key=lambda k: len(kinds[k]))] += 1
     batches = []
     for kind, rows in kinds.items():
-        pool = list(rows)
-        rng.shuffle(pool)
         need = share[kind] * prompts_per_batch
-        stream = (pool * (need // len(pool) + 1))[:need]
+        stream = _round_robin(rows, [modality[i] for i in rows] if kind and modality else [0] * len(rows), need, rng)
         batches += [stream[i:i + prompts_per_batch] for i in range(0, need, prompts_per_batch)]
     rng.shuffle(batches)
     return [i for batch in batches for i in batch]
 
 
+def _round_robin(rows: list[int], groups: list, need: int, rng: random.Random) -> list[int]:
+    """``need`` rows taken from each group in turn (groups in a seeded order), each group's rows shuffled and cycled."""
+    pools: dict = {}
+    for row, group in zip(rows, groups):
+        pools.setdefault(group, []).append(row)
+    order = sorted(pools, key=str)
+    rng.shuffle(order)
+    for pool in pools.values():
+        rng.shuffle(pool)
+    return [pools[order[k % len(order)]][(k // len(order)) % len(pools[order[k % len(order)]])] for k in range(need)]
+
+
 def grpo_dataset(rows, cfg, contract, n_batches: int, prompts_per_batch: int):
-    """The RL rows in conversational form (``data.to_grpo``), ordered into homogeneous generation batches."""
+    """The RL rows in conversational form (``data.to_grpo``), ordered into homogeneous generation batches, image rows
+    balanced across modalities."""
     prompts = data.to_grpo(rows, contract)
-    order = homogeneous_order(data.has_image(rows), prompts_per_batch, n_batches, cfg.seed)
+    order = homogeneous_order(data.has_image(rows), prompts_per_batch, n_batches, cfg.seed, list(rows["modality"]))
     return prompts.select(order)

@@ -90,7 +90,7 @@ def warm_up(model, processing_class, rows, check_rows, cfg, is_vision: bool, pro
     bar = tqdm(range(1, cfg.warmup_max_steps + 1), desc="format warm-up", disable=not progress)
     for step in bar:
         pool = kinds[rng.choice(sorted(kinds))]
-        batch = [rng.choice(pool) for _ in range(cfg.per_device_train_batch_size)]
+        batch = [rng.choice(pool) for _ in range(cfg.warmup_batch_size)]
         inputs = _batch_inputs(processing_class, [prompts[i] for i in batch], [completions[i] for i in batch],
                                [images[i] for i in batch], model.device)
         loss = model(**inputs).loss

@@ -24,9 +24,11 @@ from medix_lib.vlm.model import (ARTIFACT, CHAT_TEMPLATE, IMAGE_SIZE, IMAGE_TOKE
                                  PROJECTOR, VLM_ALIAS, VlmError, assemble, assembled_path, build, build_base,
                                  freeze_tower, image_processor, lite0_checkpoint, lite0_config, lite0_state_dict, load,
                                  projector_tensors, vision_tower)
+from medix_lib.vlm.probe import modality_probe
 
 __all__ = ["ALIGN_PROMPT", "ARTIFACT", "CAPTION_FACTS", "CHAT_TEMPLATE", "IMAGE_SIZE", "IMAGE_TOKEN", "IMAGE_TOKENS",
            "LM_ALIAS", "PATCH", "PROJECTOR", "VLM_ALIAS", "AlignConfig", "VlmError", "align", "align_split", "assemble",
            "assembled_path", "blind_baseline", "build", "build_base", "caption", "caption_accuracy", "data_split",
            "freeze_tower", "image_processor", "lite0_checkpoint", "lite0_config", "lite0_state_dict", "load",
-           "parse_caption", "projector_tensors", "score_captions", "train_projector", "views", "vision_tower"]
+           "modality_probe", "parse_caption", "projector_tensors", "score_captions", "train_projector", "views",
+           "vision_tower"]
