@@ -76,6 +76,18 @@ def test_resume_from_another_configuration_is_refused(tmp_path):
         training.train(cfg)
 
 
+def test_a_fresh_run_clears_an_earlier_runs_checkpoints_and_a_resumed_one_keeps_them(tmp_path):
+    from medix_lib.training import run
+
+    folder = tmp_path / "checkpoints"
+    for step in (20, 40):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+    run.start_checkpoints(folder, "aaaa", keep=True)
+    assert run._last_checkpoint(tmp_path, "aaaa").endswith("checkpoint-40")
+    run.start_checkpoints(folder, "bbbb", keep=False)
+    assert run._last_checkpoint(tmp_path, "bbbb") is None and (folder / "config_hash.txt").read_text() == "bbbb"
+
+
 def test_batches_are_of_one_kind_and_text_batches_lose_the_image_key():
     kind = [i % 3 == 0 for i in range(30)]
     order = rows.homogeneous_order(kind, 4, 12, seed=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -60,6 +61,17 @@ def _last_checkpoint(output: Path, expected: str) -> str | None:
     return str(found[-1])
 
 
+def start_checkpoints(folder: Path, expected: str, keep: bool) -> None:
+    """Stamp ``folder`` with this run's configuration hash. A fresh run (``keep`` false) first removes an earlier
+    run's checkpoints: left beside the new hash they would pass for this run's, and a ``--resume`` after a crash
+    before the new run overwrote them would continue the old run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not keep:
+        for stale in folder.glob("checkpoint-*"):
+            shutil.rmtree(stale)
+    (folder / "config_hash.txt").write_text(expected)
+
+
 def train(cfg, progress: bool = True) -> dict:
     """Warm-up, then GRPO; writes ``sft_model/`` (the policy before RL), ``model/`` (after), each adapter with a model
     card, ``log_history.json`` and ``warmup.json`` under ``cfg.output_dir``. Returns what the notebook reports."""
@@ -99,8 +111,7 @@ def train(cfg, progress: bool = True) -> dict:
     trainer = grpo.trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processing_class,
         group_filter=tuple(cfg.group_filter) if cfg.group_filter else None, rewards_path=rewards_path)
-    (output / "checkpoints").mkdir(exist_ok=True)
-    (output / "checkpoints" / "config_hash.txt").write_text(expected)
+    start_checkpoints(output / "checkpoints", expected, keep=checkpoint is not None)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
