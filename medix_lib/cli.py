@@ -167,7 +167,8 @@ def cmd_evaluate(args) -> int:
         store = evaluation.ResultsStore(Path(cfg.output_dir) / "results.sqlite")
         judges = cfg.judges()
         (candidate,) = [evaluation.Candidate(args.name, cfg.policy_model, args.adapter)]
-        evaluation.evaluate(candidate, cfg.task_rows(), judges, store, cfg.protocol(), rounds=cfg.judge_rounds)
+        evaluation.evaluate(candidate, cfg.task_rows(), judges, store, cfg.protocol(), rounds=cfg.judge_rounds,
+                            replace_changed=cfg.replace_changed)
         result = evaluation.report(store, [args.name], cfg.tasks, evaluation.judge_key(judges[0]),
                                    judges[0].prompt_hash, cfg.n_bootstrap, cfg.seed)
     except (config.ParamsError, ValueError, KeyError, FileNotFoundError, evaluation.StoreError) as err:

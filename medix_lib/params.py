@@ -240,6 +240,7 @@ class EvalParams(RewardSettings, StageParams):
     system_prompt: bool = True  # the output-contract system prompt; the paper's protocol gives none (gpu: false)
     with_choices: bool = True  # append "Choices: A. ..." to MCQ-origin items, as the paper does
     judge_rounds: int = 1  # rounds of a majority vote (paper: 3); needs independent rounds, see check()
+    replace_changed: bool = True  # a candidate retrained since the store saw it is evaluated afresh; false: refuse
     judge_temperature: float = 0.0  # HTTP judges: rounds sampled at this temperature, seeded by round
     extra_judge_models: list[str] = field(default_factory=list)  # more judges for the majority (same backend)
     compare: list[list[str]] = field(default_factory=lambda: [["warmup", "grpo"], ["base", "grpo"]])  # paired CIs

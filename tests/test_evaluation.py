@@ -156,6 +156,18 @@ def test_a_candidate_name_cannot_mean_two_models(tmp_path):
         store.register("base", {"policy_model": "b"})
 
 
+def test_a_retrained_candidate_replaces_its_stale_results_and_keeps_the_others(tmp_path):
+    store = evaluation.ResultsStore(tmp_path / "r.sqlite")
+    row = {"item": "1", "prompt": "q", "reference": "a", "choices": None, "response": "a", "answer": "a"}
+    for name in ("base", "grpo"):
+        store.register(name, {"adapter_sha256": "old"})
+        store.put_responses(name, "t", [row])
+    assert store.register("grpo", {"adapter_sha256": "old"}, replace=True) is False
+    assert store.register("grpo", {"adapter_sha256": "new"}, replace=True) is True
+    assert store.answered("grpo", "t") == set() and store.answered("base", "t") == {"1"}
+    store.register("grpo", {"adapter_sha256": "new"})  # now what the store holds
+
+
 def test_params_refuse_rounds_that_are_not_independent():
     with pytest.raises(params.ParamsError, match="judge_rounds.*independent"):
         params.load("04", "smoke", overrides={"judge_rounds": 3})

@@ -142,14 +142,19 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
 
 def evaluate(candidate: Candidate, tasks: dict[str, Callable[[], list[dict]]], judges: list[Judge],
              store: ResultsStore, protocol: Protocol = Protocol(), rounds: int = 1, rubric_judges: list[Judge] = (),
-             progress: bool = True) -> dict:
+             progress: bool = True, replace_changed: bool = True) -> dict:
     """Evaluate ``candidate`` on ``tasks`` (name -> a function returning the task's schema rows) and write everything
     to ``store``. Image tasks are skipped, with the reason recorded, when the policy is text-only. Report tasks
     (``metric`` judge_rubric in the benchmark registry) are graded by ``rubric_judges`` (default: each judge with
-    the rubric template). Returns per task what was generated and asked."""
+    the rubric template). Returns per task what was generated and asked. A candidate stored with other settings (a
+    retrained adapter) is refused, or with ``replace_changed`` its stale results are dropped and it is redone."""
+    import warnings
+
     from medix_lib import benchmarks, policy as policy_lib
 
-    store.register(candidate.name, candidate.settings(protocol))
+    if store.register(candidate.name, candidate.settings(protocol), replace=replace_changed):
+        warnings.warn(f"{store.path.name}: candidate {candidate.name!r} changed since it was stored (policy, adapter "
+                      f"or generation settings): its earlier responses and verdicts were dropped", stacklevel=2)
     loaded = {}
 
     def load_policy():

@@ -62,16 +62,27 @@ class ResultsStore:
         finally:
             db.close()
 
-    def register(self, name: str, settings: dict) -> None:
-        """Record what ``name`` means (policy, adapter hash, generation settings); refuse a clash, so a resumed run
-        never mixes responses of two different models under one name."""
+    def register(self, name: str, settings: dict, replace: bool = False) -> bool:
+        """Record what ``name`` means (policy, adapter hash, generation settings), so a resumed run never mixes
+        responses of two different models under one name. A clash is refused, or with ``replace`` (the candidate was
+        retrained: its results answer for a model that no longer exists) its responses, verdicts and skips are dropped
+        with the old settings, in one transaction. Returns whether anything was dropped."""
         text = json.dumps(settings, sort_keys=True)
         found = self._query("SELECT settings FROM candidates WHERE name = ?", (name,))
-        if found and found[0][0] != text:
+        if found and found[0][0] == text:
+            return False
+        if found and not replace:
             raise StoreError(f"{self.path.name}: candidate {name!r} was evaluated with other settings "
                              f"({found[0][0]}); use another name or another store")
-        if not found:
-            self._write("INSERT INTO candidates VALUES (?, ?, ?)", [(name, text, time.time())])
+        db = self._db()
+        try:
+            with db:
+                for table in ("responses", "verdicts", "skipped"):
+                    db.execute(f"DELETE FROM {table} WHERE model = ?", (name,))
+                db.execute("INSERT OR REPLACE INTO candidates VALUES (?, ?, ?)", (name, text, time.time()))
+        finally:
+            db.close()
+        return bool(found)
 
     def answered(self, model: str, task: str) -> set[str]:
         return {r[0] for r in self._query("SELECT item FROM responses WHERE model = ? AND task = ?", (model, task))}
