@@ -277,7 +277,7 @@ def _plan_02(cfg, plan: Plan) -> None:
     policy = arch(cfg.policy_model)
     plan.resident.append(_weights("policy", policy, BF16, "bf16"))
     sequences = inspect.signature(generate).parameters["batch_size"].default * cfg.completions_per_prompt
-    images = sequences if policy.vision else 0  # a vision-language policy answers image rows too, in batches of one kind
+    images = sequences if policy.vision else 0  # a vision-language policy answers image rows too, in one-kind batches
     plan.phases["sampling completions"] = _generation(policy, sequences, TRAIN_PROMPT_TOKENS, cfg.max_new_tokens,
                                                       images, TRAIN_IMAGE_PX)
     _reward_models(cfg, plan, "scoring")

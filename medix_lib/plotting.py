@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # headless by default (papermill, CI); Jupyter's inline b
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 PALETTE = sns.color_palette("colorblind")
 COMPONENT_COLORS = {"accuracy": PALETTE[0], "semantic": PALETTE[1], "modality": PALETTE[2], "format": PALETTE[3],
@@ -238,21 +239,22 @@ def modality_probe(result: dict, title: str):
     """``vlm.modality_probe``: per picture, the share of its views whose nearest training picture in the tower's
     feature space has its modality (test pictures: the real split; training pictures: leave one out)."""
     rows = sorted(result["pictures"].items(), key=lambda kv: (kv[1]["split"] != "test", kv[1]["modality"], kv[0]))
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.8))
+    colors = {"test": PALETTE[3], "train": PALETTE[0]}
     for k, (key, p) in enumerate(rows):
-        ax.barh(k, p["accuracy"], color=PALETTE[3] if p["split"] == "test" else PALETTE[0])
+        ax.barh(k, max(p["accuracy"], 0.006), color=colors[p["split"]])  # a sliver marks a 0
         nearest = ", ".join(f"{m.lower()} {n}" for m, n in list(p["nearest"].items())[:2])
-        ax.text(max(p["accuracy"], 0) + 0.02, k, f"nearest: {nearest}", va="center", fontsize=7)
-    ax.set_yticks(range(len(rows)), [f"{key.split(':', 1)[-1]} ({p['modality'].lower()}, {p['split']})"
-                                     for key, p in rows], fontsize=7.5)
+        ax.text(p["accuracy"] + 0.02, k, f"nearest: {nearest}", va="center", fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{key.split(':', 1)[-1]} ({p['modality'].lower()})" for key, p in rows],
+                  fontsize=7.5)
     ax.invert_yaxis()
-    if result["chance"] is not None:
-        ax.axvline(result["chance"], color="0.3", ls="--", lw=1,
-                   label=f"always '{result['commonest_training_modality'].lower()}' on test pictures")
-        ax.legend(loc="lower right", fontsize=7.5)
-    ax.set_xlim(0, 1.9)
-    ax.set_xlabel(f"views whose nearest training picture shares the modality ({result['views_per_picture']} per "
-                  f"picture)")
+    handles = [Patch(color=colors["test"], label=f"test picture vs training pictures (mean {result['heldout']:.2f})"),
+               Patch(color=colors["train"], label=f"training picture, left out (mean {result['leave_one_out']:.2f})")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.09), fontsize=7.5, ncol=1)
+    ax.set_xlim(0, 1.5)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlabel(f"share of its views ({result['views_per_picture']} per picture) whose nearest training picture has "
+                  f"its modality", fontsize=9)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
