@@ -314,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", default="outputs/eval", help="folder for results.sqlite and report.json")
     ev.set_defaults(func=cmd_evaluate)
 
-    proj = sub.add_parser("train-projector", help="retrain the offline VLM's projector alignment from scratch and "
-                                                  "write it as the shipped artifact (medix_lib/assets/medix-vlm-projector)")
+    proj = sub.add_parser("train-projector",
+                          help="retrain the offline VLM's projector alignment from scratch and write it as the shipped "
+                               "artifact (medix_lib/assets/medix-vlm-projector)")
     proj.add_argument("--output", default=None, help="write the artifact here instead of the shipped folder")
     proj.add_argument("--quiet", action="store_true", help="no progress bar")
     proj.set_defaults(func=cmd_train_projector)
