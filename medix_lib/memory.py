@@ -315,9 +315,10 @@ def _plan_03(cfg, plan: Plan, unsloth: bool, total: float | None) -> None:
     micro_images = micro if images else 0
     plan.phases["update"] = _update(policy, micro, cfg.max_completion_length, micro_images)
     if cfg.warmup_max_steps:
-        plan.phases["format warm-up"] = _update(policy, micro, WARMUP_TARGET_TOKENS, micro_images) + [
-            Line("logits and their gradient", f"{micro} x {WARMUP_TARGET_TOKENS} target tokens, fp32",
-                 micro * (TRAIN_PROMPT_TOKENS + WARMUP_TARGET_TOKENS) * policy.vocab * 3 * FP32)]
+        warm = cfg.warmup_batch_size  # a warm-up batch is all image rows or all text rows, like a rollout batch
+        plan.phases["format warm-up"] = _update(policy, warm, WARMUP_TARGET_TOKENS, warm if images else 0) + [
+            Line("logits and their gradient", f"{warm} x {WARMUP_TARGET_TOKENS} target tokens, fp32",
+                 warm * (TRAIN_PROMPT_TOKENS + WARMUP_TARGET_TOKENS) * policy.vocab * 3 * FP32)]
     _reward_models(cfg, plan, "rewards")
 
 

@@ -154,6 +154,13 @@ def test_training_plan_adds_what_stays_loaded_and_the_largest_phase(tmp_path):
     assert plan.peak_phase() in plan.phases
 
 
+def test_the_warm_up_phase_is_planned_at_its_own_batch_size(tmp_path):
+    small, large = (memory.plan_stage(tiny_train_params(tmp_path, warmup_max_steps=10, warmup_batch_size=n),
+                                      unsloth=True, total=24 * GIB).phases["format warm-up"] for n in (2, 4))
+    logits = [lines[-1] for lines in (small, large)]
+    assert logits[1].nbytes == 2 * logits[0].nbytes and logits[0].detail.startswith("2 x ")
+
+
 def test_plain_path_keeps_bf16_weights_and_adapts_the_top_layers(tmp_path):
     cfg = tiny_train_params(tmp_path, lora_last_layers=1)
     plan = memory.plan_stage(cfg, unsloth=False, total=24 * GIB)
