@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -121,12 +123,22 @@ def execute(run: PlannedRun, progress: bool = True) -> dict:
 def scrub_machine_paths(run_dir: Path, output_root: Path) -> None:
     """Rewrite a run's rendered notebook and records without this machine's paths, so outputs can be committed and
     compared across machines: paths under the outputs root become relative to it, the repository's and the home
-    folder's prefixes are dropped (warnings name ``.venv/lib/...``, ``~/.pyenv/...``)."""
+    folder's prefixes are dropped (warnings name ``.venv/lib/...``, ``~/.pyenv/...``), and a warning raised in a cell
+    names ``<cell>`` instead of the kernel's temporary file (``/tmp/ipykernel_<pid>/<hash>.py``).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "run.json").write_text(json.dumps(f"{tempfile.gettempdir()}/ipykernel_23146/1261979447.py:7: W"))
+    >>> scrub_machine_paths(d, d); (d / "run.json").read_text()
+    '"<cell>:7: W"'
+    """
     prefixes = [(f"{Path(output_root).resolve()}/", ""), (f"{config.REPO_ROOT}/", ""), (f"{Path.home()}/", "~/")]
+    kernel_cell = re.compile(re.escape(tempfile.gettempdir()) + r"/ipykernel_\d+/\d+\.py")
     for path in [run_dir / "notebook.ipynb", run_dir / "run.json", run_dir / "metrics.json"]:
         if not path.is_file():
             continue
-        text = original = path.read_text()
+        original = path.read_text()
+        text = kernel_cell.sub("<cell>", original)
         for prefix, replacement in prefixes:
             text = text.replace(json.dumps(prefix)[1:-1], replacement).replace(prefix, replacement)
         if text != original:
