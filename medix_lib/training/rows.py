@@ -82,7 +82,11 @@ def _round_robin(rows: list[int], groups: list, need: int, rng: random.Random) -
     rng.shuffle(order)
     for pool in pools.values():
         rng.shuffle(pool)
-    return [pools[order[k % len(order)]][(k // len(order)) % len(pools[order[k % len(order)]])] for k in range(need)]
+    drawn = []
+    for k in range(need):
+        pool = pools[order[k % len(order)]]
+        drawn.append(pool[(k // len(order)) % len(pool)])
+    return drawn
 
 
 def grpo_dataset(rows, cfg, contract, n_batches: int, prompts_per_batch: int):

@@ -23,15 +23,17 @@ def tower():
     return model.eval()
 
 
-def features(images, batch_size: int = 16):
+def features(images, batch_size: int = 16, progress: bool = True):
     """L2-normalised, spatially mean-pooled tower features, one row per image."""
     import torch
+    from tqdm.auto import tqdm
 
     from medix_lib.vlm.model import image_processor
 
     model, processor, rows = tower(), image_processor(), []
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
+        for start in tqdm(range(0, len(images), batch_size), desc="tower features", disable=not progress,
+                          leave=False):
             pixels = processor(list(images[start:start + batch_size]), return_tensors="pt")["pixel_values"]
             rows.append(model(pixels).last_hidden_state.mean(dim=(2, 3)))
     return torch.nn.functional.normalize(torch.cat(rows), dim=1)
