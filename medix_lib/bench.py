@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from medix_lib import config, models
+from medix_lib.judge.terms import term_index
 from medix_lib.judge import DEFAULT_MODEL, REWARD_TEMPLATE, TEMPLATES, Judge, JudgeItem
 
 
@@ -318,6 +319,7 @@ def run(quick: bool = False, output: Path | None = None, model: str = DEFAULT_MO
     output.mkdir(parents=True, exist_ok=True)
     prompts, completions = (4, 8) if quick else (64, 8)
     result = {"mode": "quick" if quick else "full", "machine": machine()}
+    term_index()  # the judge's vocabularies load once per process, like its model: neither is what is timed
     result["judge_local"] = judge_local(model, prompts, completions, release_sample=16 if quick else 0)
     batch = grpo_batch(prompts, completions, 1)
     result["judge_http"] = judge_http(0.05, 32 if quick else 256, batch)

@@ -42,7 +42,7 @@ def medqa_original(folder, rows=QUESTIONS):
 
 
 def test_accuracy_reward_sees_judge_failures_as_none(stub):
-    completions = [f"<OTHER><thinking>.</thinking><answer>{a}</answer>" for a in ["heart attack", "E500", "angina"]]
+    completions = [f"<OTHER><thinking>.</thinking><answer>{a}</answer>" for a in ["a heart attack", "E500", "angina"]]
     completions.append("no answer block")
     judge = http_judge(stub.url, max_retries=0)
     assert AccuracyReward(judge)(completions, answer=["myocardial infarction"] * 4) == [1.0, None, 0.0, 0.0]
@@ -88,7 +88,7 @@ def test_training_reward_on_stored_responses_is_paired_between_candidates(tmp_pa
 @pytest.mark.parametrize("guards", [True, False])
 def test_rules_refuse_before_the_judge_is_asked(stub, tmp_path, guards):
     ramble = "Heart attack is a medical condition. " * 8  # 48 words against a 2-word reference
-    store = _store_with(tmp_path, ["heart attack", ramble, "angina or heart attack",
+    store = _store_with(tmp_path, ["a heart attack", ramble, "angina or heart attack",
                                    "Reply with the diagnosis in a short final answer."])
     judge = http_judge(stub.url)
     protocol = evaluation.Protocol(system_prompt=True, answer_guards=guards)
@@ -101,12 +101,12 @@ def test_rules_refuse_before_the_judge_is_asked(stub, tmp_path, guards):
     assert rules[3] == "restates_prompt" and labels[3] is False
     if guards:
         assert rules[:3] == [None, "overlong", "candidate_list"] and labels[:3] == [True, False, False]
-    else:  # the stub says YES to anything mentioning "heart attack": what a lenient judge would do
+    else:  # the stub says YES to anything mentioning "a heart attack": what a lenient judge would do
         assert labels[:3] == [True, True, True]
 
 
 def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path):
-    store = _store_with(tmp_path, ["heart attack", "GARBAGE reply", "E500"])
+    store = _store_with(tmp_path, ["a heart attack", "GARBAGE reply", "E500"])
     judge = http_judge(stub.url, max_retries=1)
     candidate, protocol = evaluation.Candidate("m", "x"), evaluation.Protocol()
     first = evaluation.runner.judge_task(candidate, "synthetic_text", [judge], 1, protocol, store, "", retries=2)

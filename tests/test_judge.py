@@ -24,11 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 def grpo_batch() -> list[JudgeItem]:
     """8 completions for each of 4 prompts, with the repetition GRPO groups have (short answers recur)."""
     items = []
-    for ref, preds in [("myocardial infarction", ["heart attack", "Heart attack.", "MI", "heart attack", "angina",
-                                                  "Myocardial infarction", "", "heart  attack"]),
+    # no answer is a whole HPO name: "heart attack" and "MI" would be settled by the vocabularies (judge.terms)
+    for ref, preds in [("myocardial infarction", ["acute heart attack", "Acute heart attack.", "an MI",
+                                                  "acute heart attack", "angina", "Myocardial infarction", "",
+                                                  "acute heart  attack"]),
                        ("asthma", ["asthma", "COPD", "copd", "COPD", "bronchitis", "asthma.", "Asthma", "COPD"]),
                        ("left", ["left", "right", "Right", "left", "right", "bilateral", "right", "left"]),
-                       ("pneumonia", ["pneumonia"] * 4 + ["heart attack"] * 4)]:
+                       ("pneumonia", ["pneumonia"] * 4 + ["acute heart attack"] * 4)]:
         items += [JudgeItem(ref, p) for p in preds]
     return items
 
@@ -42,9 +44,9 @@ def test_deduplication_makes_one_model_call_per_unique_item(counting):
     sent = [(p[-1]["content"]) for p in prompts]
     assert len(sent) == len(set(sent)), "a unique item was sent twice"
     # the items needing a model: not exact matches, not empty, one per normalised prediction per reference
-    expected = {("myocardial infarction", "heart attack"), ("myocardial infarction", "mi"),
+    expected = {("myocardial infarction", "acute heart attack"), ("myocardial infarction", "an mi"),
                 ("myocardial infarction", "angina"), ("asthma", "copd"), ("asthma", "bronchitis"),
-                ("left", "right"), ("left", "bilateral"), ("pneumonia", "heart attack")}
+                ("left", "right"), ("left", "bilateral"), ("pneumonia", "acute heart attack")}
     assert len(sent) == len(expected) == judge.last_stats.model_calls
     s = judge.last_stats
     assert (s.items, s.unique, s.exact_matches, s.rule_no, s.cache_hits, s.failures) == (32, 13, 4, 1, 0, 0)
@@ -52,6 +54,27 @@ def test_deduplication_makes_one_model_call_per_unique_item(counting):
     assert verdicts[6].rule == "empty" and verdicts[5].rule == "exact_match" and verdicts[5].p_yes == 1.0
     assert {v.judge for v in verdicts} == {"m"} and {v.backend for v in verdicts} == {"counting"}
     assert {v.prompt_hash for v in verdicts} == {J.TEMPLATES[J.REWARD_TEMPLATE].hash}
+
+
+def test_vocabularies_decide_names_of_one_concept_and_nothing_else(counting):
+    pairs = [("Losec", "omeprazole"), ("heart attack", "Myocardial infarction."), ("Salbutamol", "Ventolin"),
+             ("omeprazole", "Lasix"), ("metoprolol", "propranolol"),
+             # to the model: a drug without a DrugBank id (possibly a second name), codes, a sentence, two HPO terms
+             ("glyceryl trinitrate", "nitroglycerin"), ("5-FU", "ACTH"), ("Losec", "The answer is omeprazole."),
+             ("tachycardia", "bradycardia")]
+    judge = Judge(backend="counting", model="m")
+    verdicts = judge([JudgeItem(a, b) for a, b in pairs])
+    assert [v.rule for v in verdicts[:5]] == ["same_concept"] * 3 + ["different_drugs"] * 2
+    assert [v.label for v in verdicts[:5]] == [True, True, True, False, False]
+    assert [v.p_yes for v in verdicts[:5]] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert all(v.rule is None for v in verdicts[5:])
+    s = judge.last_stats
+    assert (s.term_matches, s.rule_no, s.exact_matches, s.model_calls) == (3, 2, 0, 4)
+    sent = [p[-1]["content"] for p in counting.calls[-1]]
+    assert any("nitroglycerin" in c for c in sent) and not any("Lasix" in c for c in sent)
+    off = Judge(backend="counting", model="m", terminology=False)
+    off([JudgeItem(a, b) for a, b in pairs])
+    assert off.last_stats.model_calls == len(pairs) and off.last_stats.term_matches == 0
 
 
 def test_question_is_part_of_the_item_only_when_shown(counting):
@@ -83,7 +106,7 @@ def test_cache_survives_a_process_restart(stub, tmp_path):
         "import json, sys\n"
         "from medix_lib.judge import Judge, JudgeItem\n"
         "j = Judge(backend='openai', model='stub-judge', base_url=sys.argv[1], cache_path=sys.argv[2])\n"
-        "v = j([JudgeItem('myocardial infarction', p) for p in ['heart attack', 'angina', 'stroke', 'angina']])\n"
+        "v = j([JudgeItem('myocardial infarction', p) for p in ['a heart attack', 'angina', 'stroke', 'angina']])\n"
         "print(json.dumps({'stats': j.last_stats.to_dict(), 'v': [x.to_dict() for x in v]}))\n")
     runs = []
     for _ in range(2):
@@ -101,7 +124,7 @@ def test_cache_survives_a_process_restart(stub, tmp_path):
 def test_http_backend_deduplicates_and_bounds_concurrency(tmp_path):
     server = StubServer(latency=0.05)
     try:
-        items = [JudgeItem("myocardial infarction", p) for p in ["heart attack", "angina"] * 8] + \
+        items = [JudgeItem("myocardial infarction", p) for p in ["a heart attack", "angina"] * 8] + \
                 [JudgeItem("asthma", f"answer {i}") for i in range(20)]
         verdicts = http_judge(server.url, concurrency=4)(items)
         sent = [json.dumps(r["messages"]) for r in server.requests]
@@ -115,11 +138,11 @@ def test_http_backend_deduplicates_and_bounds_concurrency(tmp_path):
 
 
 def test_faults_become_errors_never_silent_no(stub):
-    preds = ["heart attack", "SLOW", "E500", "FLAKY heart attack", "GARBAGE", "NOTJSON", "DROP", "angina"]
+    preds = ["a heart attack", "SLOW", "E500", "FLAKY heart attack", "GARBAGE", "NOTJSON", "DROP", "angina"]
     judge = http_judge(stub.url)
     verdicts = judge([JudgeItem("myocardial infarction", p) for p in preds])
     by_pred = dict(zip(preds, verdicts))
-    assert by_pred["heart attack"].label is True and by_pred["angina"].label is False
+    assert by_pred["a heart attack"].label is True and by_pred["angina"].label is False
     assert by_pred["FLAKY heart attack"].label is True, "two 500s then success: retried"
     for pred, expected in [("SLOW", "timeout"), ("E500", "HTTP 500"), ("GARBAGE", "unparsable reply"),
                            ("NOTJSON", "not JSON"), ("DROP", "connection error")]:
@@ -138,7 +161,7 @@ def test_connection_refused_is_an_error_verdict():
 
 def test_failures_are_not_cached_and_are_retried_on_rerun(stub, tmp_path):
     judge = http_judge(stub.url, cache_path=str(tmp_path / "c.sqlite"), max_retries=0)
-    items = [JudgeItem("myocardial infarction", p) for p in ["heart attack", "E500 heart attack"]]
+    items = [JudgeItem("myocardial infarction", p) for p in ["a heart attack", "E500 heart attack"]]
     assert [v.label for v in judge(items)] == [True, None]
     stub.healed = True
     second = judge(items)
@@ -150,7 +173,7 @@ def test_sync_call_works_inside_a_running_event_loop(stub):
     judge = http_judge(stub.url)
 
     async def notebook_cell():  # Jupyter runs cells inside a live loop
-        return judge([JudgeItem("myocardial infarction", "heart attack")])
+        return judge([JudgeItem("myocardial infarction", "a heart attack")])
 
     assert asyncio.run(notebook_cell())[0].label is True
 
@@ -168,7 +191,7 @@ def test_api_key_comes_from_the_environment_and_is_never_written(stub, monkeypat
     secret = "sk-test-not-a-real-key-123"
     monkeypatch.setenv("MEDIX_TEST_JUDGE_KEY", secret)
     judge = http_judge(stub.url, api_key_env="MEDIX_TEST_JUDGE_KEY")
-    verdicts = judge([JudgeItem("myocardial infarction", "heart attack")])
+    verdicts = judge([JudgeItem("myocardial infarction", "a heart attack")])
     assert stub.headers[-1]["Authorization"] == f"Bearer {secret}"
     written = json.dumps([v.to_dict() for v in verdicts]) + json.dumps(judge.describe()) + repr(judge) + \
         repr(vars(judge._backend))
@@ -235,7 +258,7 @@ def test_a_pairs_p_yes_does_not_depend_on_its_batch_mates(dtype):
     where the CPU has no native bf16, as here in CI's cheapest case) batch mates once moved it by 0.03."""
     backend = J.TransformersJudge("smollm2-135m-instruct", batch_size=4, dtype=dtype)
     template = J.TEMPLATES[J.REWARD_TEMPLATE]
-    items = [JudgeItem("myocardial infarction", "heart attack"), JudgeItem("asthma", "a long-winded answer " * 6),
+    items = [JudgeItem("myocardial infarction", "a heart attack"), JudgeItem("asthma", "a long-winded answer " * 6),
              JudgeItem("left", "right"), JudgeItem("pneumonia", "lung infection"),
              JudgeItem("renal failure", "kidney failure"), JudgeItem("myocardial infarction", "angina")]
     prompts = [template.messages(i, False) for i in items]
@@ -275,7 +298,7 @@ def test_meta_evaluate_on_real_synonym_pairs():
 
 
 def test_meta_evaluate_metrics(counting):
-    pairs = [{"a": "mi", "b": "heart attack", "label": True, "pair_type": "layperson"},
+    pairs = [{"a": "mi", "b": "a heart attack", "label": True, "pair_type": "layperson"},
              {"a": "mi", "b": "angina", "label": False, "pair_type": "sibling"},
              {"a": "stroke", "b": "brain attack", "label": True, "pair_type": "layperson"},
              {"a": "stroke", "b": "cerebral infarction", "label": True, "pair_type": "exact_synonym"},
@@ -328,7 +351,7 @@ def transformers_serve():
 def test_real_openai_compatible_server(transformers_serve):
     url, model = transformers_serve
     judge = Judge(backend="openai", model=model, base_url=url, timeout=60, concurrency=2)
-    items = [JudgeItem("myocardial infarction", "heart attack"), JudgeItem("myocardial infarction", "Heart attack."),
+    items = [JudgeItem("myocardial infarction", "a heart attack"), JudgeItem("myocardial infarction", "Heart attack."),
              JudgeItem("asthma", "tax return"), JudgeItem("asthma", "asthma")]
     verdicts = judge(items)
     assert judge.last_stats.model_calls == 2 and verdicts[3].rule == "exact_match"
@@ -349,7 +372,7 @@ def test_a_broken_cache_costs_speed_not_the_run(counting, tmp_path):
     cache.unlink()
     cache.mkdir()  # a directory where the database should be: every SQLite operation fails
     with pytest.warns(UserWarning, match="judging without it"):
-        verdicts = judge([JudgeItem("mi", "heart attack")])
+        verdicts = judge([JudgeItem("mi", "a heart attack")])
     assert verdicts[0].label is True and judge.last_stats.model_calls == 1
 
 
@@ -357,7 +380,7 @@ def test_replace_gives_a_judge_with_its_own_counters(counting, tmp_path):
     import dataclasses
 
     judge = Judge(backend="counting", model="m")
-    judge([JudgeItem("mi", "heart attack")])
+    judge([JudgeItem("mi", "a heart attack")])
     cached = dataclasses.replace(judge, cache_path=str(tmp_path / "c.sqlite"))
     cached([JudgeItem("mi", "angina")])
     assert judge.total_stats.model_calls == 1 and cached.total_stats.model_calls == 1

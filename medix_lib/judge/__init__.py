@@ -4,7 +4,8 @@ Used by the accuracy reward (RL) and by the evaluator. A verdict carries P(YES) 
 judge model, the prompt hash and the backend, and an ``error`` instead of a silent NO when anything failed.
 
 One call of :class:`Judge` does, in order: rule decisions without a model (normalised exact match -> YES; empty
-prediction or a prediction that addresses the judge -> NO), deduplication of identical (question, reference,
+prediction or a prediction that addresses the judge -> NO; two names of one HPO term or drug -> YES, two different
+drugs -> NO, :mod:`~medix_lib.judge.terms`), deduplication of identical (question, reference,
 normalised prediction) items, lookups in a persistent SQLite cache, then one model call per remaining unique item
 through a backend (``JUDGE_BACKENDS``): ``transformers`` (:mod:`~medix_lib.judge.local`: a local causal LM, P(YES)
 from next-token logits) or ``openai`` (:mod:`~medix_lib.judge.http`: any OpenAI-compatible server, async, bounded

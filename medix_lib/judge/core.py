@@ -18,6 +18,7 @@ from medix_lib.judge.http import OpenAIJudge
 from medix_lib.judge.local import TransformersJudge
 from medix_lib.judge.protocol import (REWARD_TEMPLATE, TEMPLATES, JudgeConfigError, JudgeItem, Score, Verdict,
                                       looks_like_injection)
+from medix_lib.judge.terms import SAME_CONCEPT, terminology_rule
 from medix_lib.text import normalise
 
 JUDGE_BACKENDS: dict[str, Callable[..., object]] = {"transformers": TransformersJudge, "openai": OpenAIJudge}
@@ -50,7 +51,8 @@ class JudgeStats:
     items: int = 0
     unique: int = 0
     exact_matches: int = 0
-    rule_no: int = 0  # empty predictions and predictions that address the judge
+    term_matches: int = 0  # both answers name one concept of the vocabularies (judge.terms): YES
+    rule_no: int = 0  # empty predictions, predictions that address the judge, two different drugs
     cache_hits: int = 0
     model_calls: int = 0  # unique prompts sent to the backend
     retries: int = 0
@@ -65,7 +67,8 @@ class JudgeStats:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def __str__(self) -> str:
-        return (f"{self.items} items, {self.unique} unique, {self.exact_matches} exact, {self.rule_no} rule-NO, "
+        return (f"{self.items} items, {self.unique} unique, {self.exact_matches} exact, {self.term_matches} "
+                f"same-concept, {self.rule_no} rule-NO, "
                 f"{self.cache_hits} cached, {self.model_calls} model calls, {self.retries} retries, "
                 f"{self.failures} failed, {self.seconds:.2f}s")
 
@@ -96,6 +99,7 @@ class Judge:
     concurrency: int | None = None
     max_retries: int | None = None
     injection_guard: bool = True  # predictions that address the judge are NO without asking it
+    terminology: bool = True  # names of one HPO term or drug -> YES, two different drugs -> NO (judge.terms)
     # not init fields: dataclasses.replace(judge, ...) starts a new judge with its own counters
     last_stats: JudgeStats = field(default_factory=JudgeStats, init=False)
     total_stats: JudgeStats = field(default_factory=JudgeStats, init=False)
@@ -142,7 +146,9 @@ class Judge:
             return "empty"  # an empty prediction is wrong, not a question for the judge
         if reference and reference == prediction:
             return "exact_match"
-        return "injection" if injected else None
+        if injected:
+            return "injection"
+        return terminology_rule(reference, prediction) if self.terminology and reference else None
 
     def _cache_key(self, key: tuple) -> str:
         if self._identity is None:
@@ -198,9 +204,10 @@ class Judge:
         pending = []
         for key in unique:
             rule = self._rule(key)
-            if rule == "exact_match":
+            if rule in ("exact_match", SAME_CONCEPT):
                 results[key] = (1.0, True, None, False, rule)
-                stats.exact_matches += 1
+                stats.exact_matches += rule == "exact_match"
+                stats.term_matches += rule == SAME_CONCEPT
             elif rule:
                 results[key] = (0.0, False, None, False, rule)
                 stats.rule_no += 1

@@ -28,7 +28,8 @@ class Verdict:
     judge: str
     prompt_hash: str
     backend: str
-    rule: str | None = None  # set when a rule decided without the model: exact_match | empty | injection,
+    rule: str | None = None  # set when a rule decided without the model: exact_match | empty | injection |
+    # same_concept | different_drugs (judge.terms),
     # or (in evaluation) the answer guard that refused the prediction (rewards.GUARD_NAMES)
     score: float | None = None  # rubric templates: the 0-5 grade divided by 5
 

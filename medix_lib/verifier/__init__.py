@@ -13,17 +13,18 @@ judge's prompt and scoring rule, the same model becomes a usable offline judge: 
 """
 
 from medix_lib.verifier.concepts import Concept, concepts, contrast, paraphrase, recase, swap_side
-from medix_lib.verifier.evaluate import (heldout_pairs, judging_speed, meta_evaluation, reliability, report,
-                                         summary_table)
+from medix_lib.verifier.evaluate import (TERMINOLOGY_METHOD, heldout_pairs, judging_speed, meta_evaluation,
+                                         reliability, report, summary_table, with_terminology)
 from medix_lib.verifier.pairs import (MIXED_TYPES, NO_TYPES, PAIR_TYPES, PAIRS_VERSION, SPLITS, YES_TYPES, Pair,
                                       PairConfig, build_pairs, check_disjoint, clinical_pairs, concept_splits,
                                       pair_counts, word_overlap)
 from medix_lib.verifier.trainer import (ARTIFACT, PRESETS, VerifierConfig, answer_ids, best_threshold, delta_tensors,
                                       length_batches, preset, prompt_ids, score, train)
 
-__all__ = ["ARTIFACT", "MIXED_TYPES", "NO_TYPES", "PAIRS_VERSION", "PAIR_TYPES", "PRESETS", "SPLITS", "YES_TYPES",
+__all__ = ["ARTIFACT", "MIXED_TYPES", "NO_TYPES", "PAIRS_VERSION", "PAIR_TYPES", "PRESETS", "SPLITS", "TERMINOLOGY_METHOD",
+           "YES_TYPES",
            "Concept", "Pair", "PairConfig", "VerifierConfig", "answer_ids", "best_threshold", "build_pairs",
            "check_disjoint", "clinical_pairs", "concept_splits", "concepts", "contrast", "delta_tensors",
            "heldout_pairs", "judging_speed", "length_batches", "meta_evaluation", "pair_counts", "paraphrase",
            "preset", "prompt_ids", "recase", "reliability", "report", "score", "summary_table", "swap_side", "train",
-           "word_overlap"]
+           "with_terminology", "word_overlap"]
