@@ -205,6 +205,7 @@ def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = 
     plotting.save_figure(plotting.verifier_clinical_classes(result, "Hand-written clinical pairs, AUC per class"),
                          output, "verifier_clinical_classes")
     rec, speed, v = result["record"], result["speed"], result["methods"]["trained verifier"]
+    judged = result["methods"][TERMINOLOGY_METHOD]
     lines = [summary_table(result).T.to_string(), "",
              f"trained on {rec['train_pairs_seen']} pairs in {rec['train_seconds']} s wall "
              f"({rec['machine']['cpu_count']} cores, {rec['machine']['torch_threads']} threads)",
@@ -212,6 +213,8 @@ def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = 
              f"balanced {v['test_balanced_accuracy']:.3f}",
              f"clinical held-out AUC {v['clinical_auc']:.3f}; per class: "
              + ", ".join(f"{k} {a:.2f}" for k, a in v["clinical_per_class_auc"].items()),
+             f"the judge as used ({TERMINOLOGY_METHOD}): clinical AUC {judged['clinical_auc']:.3f}; per class: "
+             + ", ".join(f"{k} {a:.2f}" for k, a in judged["clinical_per_class_auc"].items()),
              f"judging: {speed['pairs_per_s']} distinct pairs/s (batch {speed['batch_size']}, n={speed['n']}, "
              f"{speed['torch_threads']} threads on {speed['cpu_count']} cores)" if speed else "judging: not timed"]
     lines += [f"  [{'x' if met else ' '}] {target}" for target, met in result["targets"].items()]
