@@ -48,7 +48,8 @@ def cmd_judge(args) -> int:
             settings = judge_lib.judge_settings(loaded, args.params)
         flags = {"backend": args.backend, "model": args.model, "template": args.template,
                  "threshold": args.threshold, "cache_path": args.cache, "base_url": args.base_url,
-                 "show_question": True if args.show_question else None}
+                 "show_question": True if args.show_question else None,
+                 "terminology": False if args.no_terminology else None}
         settings.update({k: v for k, v in flags.items() if v is not None})
         # the same verdict cache the notebooks share, unless told otherwise
         settings["cache_path"] = None if args.no_cache else settings.get("cache_path", judge_lib.machine_cache_path())
@@ -264,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--no-cache", action="store_true", help="judge every item anew, store nothing")
     judge.add_argument("--base-url", default=None, help="OpenAI-compatible server (key: $OPENAI_API_KEY)")
     judge.add_argument("--show-question", action="store_true", help="show the judge the question too")
+    judge.add_argument("--no-terminology", action="store_true", help="ask the model even where HPO or the drug "
+                                                                    "dictionary settles a pair (medix_lib.judge.terms)")
     judge.add_argument("--quiet", action="store_true", help="no progress bar")
     judge.set_defaults(func=cmd_judge)
 

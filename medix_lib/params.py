@@ -64,11 +64,12 @@ class JudgeSettings:
     judge_model: str = DEFAULT_MODEL  # the shipped offline verifier; release: Qwen3-4B-Instruct-2507
     judge_threshold: float | Literal["auto"] = "auto"  # P(YES) at or above this is YES; auto: the model's own
     judge_show_question: bool = False  # the release never shows the judge the question
+    judge_terminology: bool = True  # names of one HPO term or drug are YES and two drugs NO by lookup (judge.terms)
 
     def judge(self, template: str = REWARD_TEMPLATE) -> Judge:
         return Judge(backend=self.judge_backend, model=self.judge_model, template=template,
                      threshold=self.judge_threshold, show_question=self.judge_show_question,
-                     cache_path=machine_cache_path())
+                     terminology=self.judge_terminology, cache_path=machine_cache_path())
 
     def check_judge(self) -> None:
         if self.judge_backend not in JUDGE_BACKENDS:

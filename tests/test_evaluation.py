@@ -125,6 +125,11 @@ def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path
 # --- the report's statistics ---------------------------------------------------------------------------------------
 
 
+def test_verdicts_with_and_without_the_vocabularies_are_stored_apart(stub):
+    with_terms, without = http_judge(stub.url), http_judge(stub.url, terminology=False)
+    assert evaluation.judge_key(with_terms) == evaluation.judge_key(without) + "+terminology"
+
+
 def test_bootstrap_intervals_cover_known_means():
     low, high = stats.bootstrap_ci([1] * 30 + [0] * 70, n_boot=4000, seed=1)
     assert low < 0.3 < high and high - low == pytest.approx(2 * 1.96 * (0.3 * 0.7 / 100) ** 0.5, abs=0.03)
@@ -218,7 +223,7 @@ def test_evaluation_resumes_after_sigkill_without_redoing_or_duplicating(stub, t
     assert verdicts == (len(QUESTIONS), len(QUESTIONS))
     report = json.loads((out / "report.json").read_text())
     assert report["tasks"]["medqa"]["base"]["n"] == len(QUESTIONS)
-    assert report["prompt_hash"] and report["judge"] == "openai:stub-judge"
+    assert report["prompt_hash"] and report["judge"] == "openai:stub-judge+terminology"
 
     calls = len(stub.requests)
     again = subprocess.run(_evaluate(out, source, stub.url), env=env, capture_output=True, text=True, timeout=900)

@@ -54,9 +54,11 @@ class Protocol:
 
 
 def judge_key(judge: Judge) -> str:
-    """How a judge is named in the store: backend and model (a sampled HTTP judge adds temperature and seed)."""
+    """How a judge is named in the store: backend and model (a sampled HTTP judge adds temperature and seed), and
+    ``+terminology`` when the vocabularies decide before the model (its verdicts differ, so they are not shared)."""
     identity = getattr(judge._backend, "identity", None)
-    return f"{judge.backend}:{identity() if identity and judge.backend != 'transformers' else judge.model}"
+    name = f"{judge.backend}:{identity() if identity and judge.backend != 'transformers' else judge.model}"
+    return name + ("+terminology" if judge.terminology else "")
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
