@@ -21,9 +21,8 @@ from medix_lib.verifier.pairs import (MIXED_TYPES, NO_TYPES, PAIR_TYPES, PAIRS_V
 from medix_lib.verifier.trainer import (ARTIFACT, PRESETS, VerifierConfig, answer_ids, best_threshold, delta_tensors,
                                       length_batches, preset, prompt_ids, score, train)
 
-__all__ = ["ARTIFACT", "MIXED_TYPES", "NO_TYPES", "PAIRS_VERSION", "PAIR_TYPES", "PRESETS", "SPLITS", "TERMINOLOGY_METHOD",
-           "YES_TYPES",
-           "Concept", "Pair", "PairConfig", "VerifierConfig", "answer_ids", "best_threshold", "build_pairs",
+__all__ = ["ARTIFACT", "MIXED_TYPES", "NO_TYPES", "PAIRS_VERSION", "PAIR_TYPES", "PRESETS", "SPLITS",
+           "TERMINOLOGY_METHOD", "YES_TYPES", "Concept", "Pair", "PairConfig", "VerifierConfig", "answer_ids", "best_threshold", "build_pairs",
            "check_disjoint", "clinical_pairs", "concept_splits", "concepts", "contrast", "delta_tensors",
            "heldout_pairs", "judging_speed", "length_batches", "meta_evaluation", "pair_counts", "paraphrase",
            "preset", "prompt_ids", "recase", "reliability", "report", "score", "summary_table", "swap_side", "train",
