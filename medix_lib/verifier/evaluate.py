@@ -142,7 +142,9 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
     methods = {}
     for name, s in scored.items():
         labels = {k: [p.label for p in v] for k, v in sets.items()}
-        thr = best_threshold(labels["validation"], s["validation"])
+        # the judge applies the verifier's threshold to the pairs the vocabularies leave to it
+        thr = methods["trained verifier"]["threshold"] if name == TERMINOLOGY_METHOD \
+            else best_threshold(labels["validation"], s["validation"])
         fpr, tpr, _ = roc_curve(labels["test"], s["test"])
         methods[name] = {
             "auc": _auc(labels["test"], s["test"]),
