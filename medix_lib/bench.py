@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from medix_lib import config, models
-from medix_lib.judge.terms import term_index
 from medix_lib.judge import DEFAULT_MODEL, REWARD_TEMPLATE, TEMPLATES, Judge, JudgeItem
+from medix_lib.judge.terms import term_index
 
 
 def machine() -> dict:

@@ -148,7 +148,7 @@ class Judge:
             return "exact_match"
         if injected:
             return "injection"
-        return terminology_rule(reference, prediction) if self.terminology and reference else None
+        return terminology_rule(reference, prediction) if self.terminology else None
 
     def _cache_key(self, key: tuple) -> str:
         if self._identity is None:

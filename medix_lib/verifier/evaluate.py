@@ -17,6 +17,7 @@ from medix_lib.verifier.trainer import ARTIFACT, _auc, best_threshold, clinical_
 # The judge as rewards and evaluation use it: the verifier's P(YES), or 1/0 where the vocabularies decide the pair
 TERMINOLOGY_METHOD = "verifier + terminology"
 
+
 def with_terminology(pairs: list[Pair], scores: list[float]) -> list[float]:
     """The judge's decision as a score: the verifier's P(YES), or 1/0 where the vocabularies settle the pair.
 
