@@ -23,7 +23,7 @@ from medix_lib.verifier.trainer import (ARTIFACT, PRESETS, VerifierConfig, answe
 
 __all__ = ["ARTIFACT", "MIXED_TYPES", "NO_TYPES", "PAIRS_VERSION", "PAIR_TYPES", "PRESETS", "SPLITS",
            "TERMINOLOGY_METHOD", "YES_TYPES", "Concept", "Pair", "PairConfig", "VerifierConfig", "answer_ids",
-           "best_threshold", "build_pairs", "check_disjoint", "clinical_pairs", "concept_splits", "concepts", "contrast", "delta_tensors",
-           "heldout_pairs", "judging_speed", "length_batches", "meta_evaluation", "pair_counts", "paraphrase",
-           "preset", "prompt_ids", "recase", "reliability", "report", "score", "summary_table", "swap_side", "train",
-           "with_terminology", "word_overlap"]
+           "best_threshold", "build_pairs", "check_disjoint", "clinical_pairs", "concept_splits", "concepts",
+           "contrast", "delta_tensors", "heldout_pairs", "judging_speed", "length_batches", "meta_evaluation",
+           "pair_counts", "paraphrase", "preset", "prompt_ids", "recase", "reliability", "report", "score",
+           "summary_table", "swap_side", "train", "with_terminology", "word_overlap"]
