@@ -34,8 +34,14 @@ def _no_content(text: str, question: str) -> bool:
 
 
 def _copies_question(text: str, question: str) -> bool:
+    """Most of the question's words, or a phrase lifted from a question that offers no choices: "What is the medical
+    term for 'heart attack'?" answered "heart attack" names the same concept as the reference, and the judge (which
+    never sees the question) would say YES. A question with "or" offers its candidates: picking one is an answer."""
     words, asked = set(_tokens(text)), set(_tokens(question))
-    return len(asked) >= 3 and len(words) >= 3 and words <= asked and len(words) >= 0.6 * len(asked)
+    if len(asked) >= 3 and len(words) >= 3 and words <= asked and len(words) >= 0.6 * len(asked):
+        return True
+    phrase = normalise(text)
+    return bool(phrase) and f" {phrase} " in f" {normalise(question)} " and not _DISJUNCTION.search(question)
 
 
 def _lists_candidates(text: str, question: str) -> bool:

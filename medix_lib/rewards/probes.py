@@ -35,14 +35,16 @@ class Case:
     modality: str
     distractors: tuple[str, str, str]
     flipped: str | None = None  # the opposite closed-form answer, when the reference is closed-form
+    lifted: str | None = None  # a phrase of the question that is not the answer
 
 
 CASES: tuple[Case, ...] = (
     Case("What is the most likely diagnosis for the right lower lobe opacity on this chest radiograph?", "pneumonia",
-         "X_RAY", ("pleural effusion", "pulmonary edema", "atelectasis")),
-    Case("Is there a pleural effusion on this CT scan?", "yes", "CT_SCAN", ("no", "cannot tell", "maybe"), "no"),
+         "X_RAY", ("pleural effusion", "pulmonary edema", "atelectasis"), lifted="right lower lobe opacity"),
+    Case("Is there a pleural effusion on this CT scan?", "yes", "CT_SCAN", ("no", "cannot tell", "maybe"), "no",
+         lifted="pleural effusion"),
     Case("Which kidney contains the mass on this ultrasound?", "left kidney", "ULTRASOUND",
-         ("right kidney", "both kidneys", "neither kidney"), "right kidney"),
+         ("right kidney", "both kidneys", "neither kidney"), "right kidney", lifted="the mass"),
 )
 
 # Latin capitals and the Cyrillic letters that render the same.
@@ -89,6 +91,8 @@ PROBES: tuple[Probe, ...] = (
           lambda k, c: _wrap(k, c, " \n\t "), NO_ANSWER),
     Probe("question_as_answer", "the question copied as the answer",
           lambda k, c: _wrap(k, c, k.question), NO_ANSWER),
+    Probe("question_term", "a term lifted from the question (the judge, never shown it, may call it a synonym)",
+          lambda k, c: _wrap(k, c, k.lifted) if k.lifted else None, NO_ANSWER),
     Probe("candidates_or", "several candidates joined by 'or'",
           lambda k, c: _wrap(k, c, f"{k.distractors[0]} or {k.answer} or {k.distractors[1]}"), NO_ANSWER),
     Probe("candidates_comma", "a comma list of candidates",
