@@ -133,7 +133,7 @@ class Judge:
         """What a results file should record about the judge (never the API key)."""
         return {"backend": self.backend, "model": self.model, "template": self.template,
                 "prompt_hash": self.prompt_hash, "threshold": self.p_yes_threshold,
-                "show_question": self.show_question}
+                "show_question": self.show_question, "terminology": self.terminology}
 
     def _key(self, item: JudgeItem) -> tuple:
         injected = self.injection_guard and looks_like_injection(item.prediction)
