@@ -577,7 +577,7 @@ def verifier_clinical_classes(result: dict, title: str, target: float = 0.90):
     """AUC per class of the hand-written clinical pairs, one bar group per method, the target dashed."""
     methods = result["methods"]
     classes = list(next(iter(methods.values()))["clinical_per_class_auc"])
-    fig, ax = plt.subplots(figsize=(11, 3.8))
+    fig, ax = plt.subplots(figsize=(13, 3.8))
     width = 0.8 / len(methods)
     colors = _verifier_colors(list(methods))
     for i, (name, m) in enumerate(methods.items()):
@@ -592,6 +592,6 @@ def verifier_clinical_classes(result: dict, title: str, target: float = 0.90):
     ax.set_ylabel("AUC")
     n = result["pair_counts"]["clinical"]
     ax.set_title(f"{title} (n={sum(sum(v.values()) for v in n.values())})")
-    ax.legend(fontsize=7.5, loc="lower left")
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no bar hidden behind it
     fig.tight_layout()
     return fig
