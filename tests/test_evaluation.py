@@ -105,6 +105,17 @@ def test_rules_refuse_before_the_judge_is_asked(stub, tmp_path, guards):
         assert labels[:3] == [True, True, True]
 
 
+@pytest.mark.parametrize("guards", [True, False])
+def test_evaluation_guards_see_the_question(stub, tmp_path, guards):
+    """The term the question asks about is not its answer, though the judge (shown only the two answers) agrees."""
+    store = _store_with(tmp_path, ["a heart attack"], prompt="What is the medical term for 'a heart attack'?")
+    judge = http_judge(stub.url)
+    evaluation.runner.judge_task(evaluation.Candidate("m", "x"), "synthetic_text", [judge], 1,
+                                 evaluation.Protocol(answer_guards=guards), store, OutputContract().system_prompt())
+    verdict = store.verdicts("m", "synthetic_text", evaluation.judge_key(judge), judge.prompt_hash)["i0"][0]
+    assert (verdict["rule"], verdict["label"]) == (("question_copy", False) if guards else (None, True))
+
+
 def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path):
     store = _store_with(tmp_path, ["a heart attack", "GARBAGE reply", "E500"])
     judge = http_judge(stub.url, max_retries=1)

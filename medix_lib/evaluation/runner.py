@@ -96,11 +96,12 @@ def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protoc
     return len(pending)
 
 
-def _rule(answer: str, reference: str, prompt_text: str, guards: bool) -> str | None:
-    """Why an answer is NO without asking the judge: it restates the prompt, or (with guards) a guard refuses it."""
-    if answer.strip() and restates_prompt(answer, prompt_text):
+def _rule(answer: str, reference: str, question: str, system_prompt_text: str, guards: bool) -> str | None:
+    """Why an answer is NO without asking the judge: it restates the prompt, or (with guards) a guard refuses it, the
+    same guards as the accuracy reward's, with the question (a term lifted from it is a question copy)."""
+    if answer.strip() and restates_prompt(answer, f"{system_prompt_text}\n{question}"):
         return "restates_prompt"
-    return screen(answer, reference) if guards and answer.strip() else None
+    return screen(answer, reference, question) if guards and answer.strip() else None
 
 
 def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int, protocol: Protocol,
@@ -120,8 +121,7 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
                 break
             ruled, asked = [], []
             for r in todo:
-                rule = _rule(r["answer"], r["reference"], f"{system_prompt_text}\n{r['prompt']}",
-                             protocol.answer_guards)
+                rule = _rule(r["answer"], r["reference"], r["prompt"], system_prompt_text, protocol.answer_guards)
                 (ruled if rule else asked).append((r, rule))
             store.put_verdicts(candidate.name, task, key, prompt_hash, round_, [
                 {"item": r["item"], "label": False, "score": 0.0 if judge.rubric else None, "rule": rule}
