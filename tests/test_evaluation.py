@@ -116,6 +116,23 @@ def test_evaluation_guards_see_the_question(stub, tmp_path, guards):
     assert (verdict["rule"], verdict["label"]) == (("question_copy", False) if guards else (None, True))
 
 
+def test_verdicts_decided_under_other_answer_rules_are_judged_again(stub, tmp_path):
+    """Run without guards, then with them: the stored YES for a copied term must not survive into the report."""
+    store = _store_with(tmp_path, ["a heart attack", "angina"], prompt="What is the medical term for 'a heart attack'?")
+    judge = http_judge(stub.url)
+
+    def run(guards):
+        evaluation.runner.judge_task(evaluation.Candidate("m", "x"), "synthetic_text", [judge], 1,
+                                     evaluation.Protocol(answer_guards=guards), store, OutputContract().system_prompt())
+        return store.verdicts("m", "synthetic_text", evaluation.judge_key(judge), judge.prompt_hash)
+
+    assert run(False)["i0"][0]["label"] is True
+    with pytest.warns(UserWarning, match="1 stored verdicts .* other answer rules"):
+        again = run(True)
+    assert (again["i0"][0]["rule"], again["i0"][0]["label"]) == ("question_copy", False)
+    assert again["i1"][0]["rule"] is None, "a verdict the rules did not touch is kept"
+
+
 def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path):
     store = _store_with(tmp_path, ["a heart attack", "GARBAGE reply", "E500"])
     judge = http_judge(stub.url, max_retries=1)

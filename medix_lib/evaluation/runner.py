@@ -4,6 +4,7 @@ goes, so a killed run resumes where it stopped and a finished one costs no model
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from medix_lib.contract import OutputContract
 from medix_lib.evaluation.protocol import final_answer, prompt_messages, question_text, restates_prompt
 from medix_lib.evaluation.store import ResultsStore
 from medix_lib.judge import RUBRIC_TEMPLATE, Judge, JudgeItem
-from medix_lib.rewards import screen
+from medix_lib.rewards import GUARD_NAMES, screen
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protoc
     return len(pending)
 
 
+EVALUATION_RULES = GUARD_NAMES | {"restates_prompt"}  # what :func:`_rule` can return
+
+
 def _rule(answer: str, reference: str, question: str, system_prompt_text: str, guards: bool) -> str | None:
     """Why an answer is NO without asking the judge: it restates the prompt, or (with guards) a guard refuses it, the
     same guards as the accuracy reward's, with the question (a term lifted from it is a question copy)."""
@@ -110,6 +114,18 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
     ``judges[r % len(judges)]``); failures are stored with their error and asked again on the next run. Returns
     model calls and failures."""
     responses = store.responses(candidate.name, task)
+    rules = {r["item"]: _rule(r["answer"], r["reference"], r["prompt"], system_prompt_text, protocol.answer_guards)
+             for r in responses}
+    for judge in {judge_key(j): j for j in judges}.values():
+        # the store keys verdicts by judge and prompt, not by the answer rules: verdicts decided under other rules
+        # (guards switched, a guard added since) are judged again, never reported as if the rules had not changed
+        key, stored = judge_key(judge), store.verdicts(candidate.name, task, judge_key(judge), judge.prompt_hash)
+        stale = [item for item, rounds_ in stored.items()
+                 if any((v["rule"] if v["rule"] in EVALUATION_RULES else None) != rules.get(item) for v in rounds_)]
+        if stale:
+            warnings.warn(f"{candidate.name}/{task}: {len(stale)} stored verdicts of {key} were decided under other "
+                          f"answer rules; judging them again", stacklevel=2)
+            store.drop_verdicts(candidate.name, task, key, judge.prompt_hash, stale)
     calls = failures = 0
     for round_ in range(rounds):
         judge = judges[round_ % len(judges)]
@@ -121,8 +137,7 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
                 break
             ruled, asked = [], []
             for r in todo:
-                rule = _rule(r["answer"], r["reference"], r["prompt"], system_prompt_text, protocol.answer_guards)
-                (ruled if rule else asked).append((r, rule))
+                (ruled if rules[r["item"]] else asked).append((r, rules[r["item"]]))
             store.put_verdicts(candidate.name, task, key, prompt_hash, round_, [
                 {"item": r["item"], "label": False, "score": 0.0 if judge.rubric else None, "rule": rule}
                 for r, rule in ruled])
@@ -150,7 +165,6 @@ def evaluate(candidate: Candidate, tasks: dict[str, Callable[[], list[dict]]], j
     (``metric`` judge_rubric in the benchmark registry) are graded by ``rubric_judges`` (default: each judge with
     the rubric template). Returns per task what was generated and asked. A candidate stored with other settings (a
     retrained adapter) is refused, or with ``replace_changed`` its stale results are dropped and it is redone."""
-    import warnings
 
     from medix_lib import benchmarks, policy as policy_lib
 

@@ -115,6 +115,11 @@ class ResultsStore:
                       None if v["label"] is None else int(v["label"]), v.get("p_yes"), v.get("score"), v.get("error"),
                       v.get("rule"), now) for v in verdicts])
 
+    def drop_verdicts(self, model: str, task: str, judge: str, prompt_hash: str, items: list[str]) -> None:
+        """Forget these items' verdicts (every round) so the next judging pass decides them again."""
+        self._write("DELETE FROM verdicts WHERE model = ? AND task = ? AND judge = ? AND prompt_hash = ? AND item = ?",
+                    [(model, task, judge, prompt_hash, item) for item in items])
+
     def verdicts(self, model: str, task: str, judge: str, prompt_hash: str) -> dict[str, list[dict]]:
         """item -> its verdicts, one per round."""
         out: dict[str, list[dict]] = {}
