@@ -59,9 +59,10 @@ def test_deduplication_makes_one_model_call_per_unique_item(counting):
 def test_vocabularies_decide_names_of_one_concept_and_nothing_else(counting):
     pairs = [("Losec", "omeprazole"), ("heart attack", "Myocardial infarction."), ("Salbutamol", "Ventolin"),
              ("omeprazole", "Lasix"), ("metoprolol", "propranolol"),
-             # to the model: a drug without a DrugBank id (possibly a second name), codes, a sentence, two HPO terms
+             # to the model: a drug without a DrugBank id (possibly a second name), codes, a sentence, two HPO terms,
+             # an abbreviation HPO gives to two terms (autism spectrum disorder, atrial septal defect)
              ("glyceryl trinitrate", "nitroglycerin"), ("5-FU", "ACTH"), ("Losec", "The answer is omeprazole."),
-             ("tachycardia", "bradycardia")]
+             ("tachycardia", "bradycardia"), ("ASD", "atrial septal defect")]
     judge = Judge(backend="counting", model="m")
     verdicts = judge([JudgeItem(a, b) for a, b in pairs])
     assert [v.rule for v in verdicts[:5]] == ["same_concept"] * 3 + ["different_drugs"] * 2
@@ -69,7 +70,7 @@ def test_vocabularies_decide_names_of_one_concept_and_nothing_else(counting):
     assert [v.p_yes for v in verdicts[:5]] == [1.0, 1.0, 1.0, 0.0, 0.0]
     assert all(v.rule is None for v in verdicts[5:])
     s = judge.last_stats
-    assert (s.term_matches, s.rule_no, s.exact_matches, s.model_calls) == (3, 2, 0, 4)
+    assert (s.term_matches, s.rule_no, s.exact_matches, s.model_calls) == (3, 2, 0, 5)
     sent = [p[-1]["content"] for p in counting.calls[-1]]
     assert any("nitroglycerin" in c for c in sent) and not any("Lasix" in c for c in sent)
     off = Judge(backend="counting", model="m", terminology=False)
