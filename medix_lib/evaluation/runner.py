@@ -116,10 +116,10 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
     responses = store.responses(candidate.name, task)
     rules = {r["item"]: _rule(r["answer"], r["reference"], r["prompt"], system_prompt_text, protocol.answer_guards)
              for r in responses}
-    for judge in {judge_key(j): j for j in judges}.values():
+    for key, judge in {judge_key(j): j for j in judges}.items():
         # the store keys verdicts by judge and prompt, not by the answer rules: verdicts decided under other rules
         # (guards switched, a guard added since) are judged again, never reported as if the rules had not changed
-        key, stored = judge_key(judge), store.verdicts(candidate.name, task, judge_key(judge), judge.prompt_hash)
+        stored = store.verdicts(candidate.name, task, key, judge.prompt_hash)
         stale = [item for item, rounds_ in stored.items()
                  if any((v["rule"] if v["rule"] in EVALUATION_RULES else None) != rules.get(item) for v in rounds_)]
         if stale:

@@ -43,10 +43,10 @@ def term_index() -> dict[str, frozenset[str]]:
     for variant, canonical in drugs["drug_variant_to_canonical"].items():
         if not _CLEAN_NAME.fullmatch(variant):
             continue  # the dictionary carries scraped fragments ("alcohol," -> benzyl alcohol, "[he]" -> helium)
+        ids = index.setdefault(normalise(variant), set())
         for generic in canonical:
             bank_id = drug_data.get(generic, {}).get("drugbank_id")
-            index.setdefault(normalise(variant), set()).add(f"DRUGBANK:{bank_id}" if bank_id
-                                                               else f"DRUG:{normalise(generic)}")
+            ids.add(f"DRUGBANK:{bank_id}" if bank_id else f"DRUG:{normalise(generic)}")
     index.pop("", None)
     return {name: frozenset(ids) for name, ids in index.items()}
 
