@@ -138,6 +138,22 @@ def test_http_backend_deduplicates_and_bounds_concurrency(tmp_path):
         server.close()
 
 
+def test_certificate_store_loads_once_per_process_not_per_client(stub, monkeypatch):
+    import ssl
+
+    from medix_lib.judge import http
+
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", lambda self, *a, **k: loads.append(1) or real(
+        self, *a, **k))
+    http.tls_context.cache_clear()
+    judge = http_judge(stub.url, concurrency=32)  # four client shards of eight connections
+    judge([JudgeItem("asthma", f"answer {i}") for i in range(40)])
+    judge([JudgeItem("asthma", f"other answer {i}") for i in range(40)])
+    assert judge.last_stats.model_calls == 40 and len(loads) == 1
+
+
 def test_faults_become_errors_never_silent_no(stub):
     preds = ["a heart attack", "SLOW", "E500", "FLAKY heart attack", "GARBAGE", "NOTJSON", "DROP", "angina"]
     judge = http_judge(stub.url)
