@@ -19,6 +19,7 @@ def test_bench_quick_writes_every_section(tmp_path):
     assert {"machine", "judge_local", "judge_http", "reward", "scaling", "evaluation_resume", "pipeline"} <= set(result)
     local = result["judge_local"]
     assert local["layer_cold"]["model_calls"] < local["release_model_calls"]  # rules, dedupe: fewer model calls
+    assert local["layer_later_step"]["model_calls"] == local["layer_cold"]["model_calls"]  # a cache of its own
     assert local["layer_warm"]["model_calls"] == 0 and local["layer_warm"]["cache_hits"] > 0
     assert set(result["judge_http"]["throughput"]) == {"1", "8", "64"}
     assert all(v["failures"] == 0 for v in result["judge_http"]["throughput"].values())
