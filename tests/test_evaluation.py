@@ -3,6 +3,7 @@ report's statistics against known cases, and a fixture task end to end through t
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -11,9 +12,10 @@ import time
 
 import pytest
 
-from medix_lib import evaluation, params
+from medix_lib import artifacts, evaluation, params
 from medix_lib.contract import OutputContract
 from medix_lib.evaluation import stats
+from medix_lib.judge import Judge
 from medix_lib.rewards import AccuracyReward
 from tests.judge_doubles import http_judge
 
@@ -156,6 +158,19 @@ def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path
 def test_verdicts_with_and_without_the_vocabularies_are_stored_apart(stub):
     with_terms, without = http_judge(stub.url), http_judge(stub.url, terminology=False)
     assert evaluation.judge_key(with_terms) == evaluation.judge_key(without) + "+terminology"
+
+
+def test_a_retrained_verifier_is_another_judge_in_the_store(tmp_path):
+    """The store keeps verdicts across runs; a verifier retrained to the same name must not inherit them."""
+
+    shipped = artifacts.directory("medix-verifier-135m")
+    retrained = tmp_path / "medix-verifier-135m"
+    shutil.copytree(shipped, retrained)
+    record = json.loads((retrained / artifacts.RECORD).read_text())
+    (retrained / artifacts.RECORD).write_text(json.dumps({**record, "sha256": "0" * 64}))
+    keys = [evaluation.judge_key(Judge(model=str(m), threshold=0.5)) for m in ("medix-verifier-135m", retrained)]
+    assert keys[0] == f"transformers:medix-verifier-135m@{record['sha256'][:12]}+terminology"
+    assert keys[1].endswith("@000000000000+terminology") and keys[0] != keys[1]
 
 
 def test_bootstrap_intervals_cover_known_means():

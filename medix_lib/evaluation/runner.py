@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from medix_lib import models
 from medix_lib.contract import OutputContract
 from medix_lib.evaluation.protocol import final_answer, prompt_messages, question_text, restates_prompt
 from medix_lib.evaluation.store import ResultsStore
@@ -55,11 +56,13 @@ class Protocol:
 
 
 def judge_key(judge: Judge) -> str:
-    """How a judge is named in the store: backend and model (a sampled HTTP judge adds temperature and seed), and
-    ``+terminology`` when the vocabularies decide before the model (its verdicts differ, so they are not shared)."""
+    """How a judge is named in the store: backend and model (a sampled HTTP judge adds temperature and seed; a
+    trained verifier, shipped or local, the hash of its weights, so a retrained one never inherits its predecessor's
+    verdicts), and ``+terminology`` when the vocabularies decide before the model (its verdicts differ too)."""
     identity = getattr(judge._backend, "identity", None)
     name = f"{judge.backend}:{identity() if identity and judge.backend != 'transformers' else judge.model}"
-    return name + ("+terminology" if judge.terminology else "")
+    record = models.artifact_record(judge.model) if judge.backend == "transformers" else None
+    return name + (f"@{record['sha256'][:12]}" if record else "") + ("+terminology" if judge.terminology else "")
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
