@@ -533,7 +533,7 @@ def bench_summary(result: dict):
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     local, http, reward = result["judge_local"], result["judge_http"], result["reward"]
     ax = axes[0]
-    names = ["release\n(serial)", "layer, cold\n1st call", "layer, cold\nlater step", "layer\n(warm)"]
+    names = ["release\n(serial)", "layer\ncold", "layer cold\nagain", "layer\nwarm"]
     values = [local["release_seconds"], local["layer_cold"]["seconds"], local["layer_later_step"]["seconds"],
               max(local["layer_warm"]["seconds"], 1e-4)]
     ax.bar(names, values, color=[PALETTE[3], PALETTE[0], PALETTE[1], PALETTE[2]])
@@ -541,7 +541,7 @@ def bench_summary(result: dict):
     ax.bar_label(ax.containers[0], labels=[f"{v:.2g} s" for v in values], fontsize=8)
     ax.set_ylabel("seconds (log)")
     ax.set_title(f"judge, {local['items']} items: {local['speedup_cold']:.0f}x (1st call), "
-                 f"{local['speedup_later_step']:.0f}x (later)\nload {local['load_before']}", fontsize=10)
+                 f"{local['speedup_later_step']:.0f}x (again)\nload {local['load_before']}", fontsize=10)
     ax = axes[1]
     conc = list(http["throughput"])
     ax.bar([str(c) for c in conc], [http["throughput"][c]["items_per_s"] for c in conc], color=PALETTE[0])
