@@ -10,7 +10,7 @@ from medix_lib import judge as J
 from medix_lib import verifier as V
 from medix_lib.text import normalise
 from medix_lib.verifier import trainer
-from medix_lib.verifier.pairs import _CARRIERS, _FILLERS, _LEADS, _split_share
+from medix_lib.verifier.pairs import _CARRIERS, _EVERYDAY, _FILLERS, _LEADS, _split_share, nonsense_pairs
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,30 @@ def test_no_training_pair_repeats_a_held_out_clinical_pair(pairs):
     clinical = {frozenset((normalise(p.reference), normalise(p.prediction))) for p in V.clinical_pairs()}
     trained = {frozenset((normalise(p.reference), normalise(p.prediction))) for p in pairs["train"]}
     assert not clinical & trained
+
+
+def test_nonsense_answers_are_no_and_use_their_splits_words_only():
+    references = [f"finding {i}" for i in range(200)]
+    for split in ("train", "test"):
+        nonsense = nonsense_pairs(references, split)
+        assert [p.reference for p in nonsense] == references and not any(p.label for p in nonsense)
+        words = {w for p in nonsense for w in p.prediction.split() if w in _EVERYDAY}
+        assert words and words <= set(_split_share(_EVERYDAY, split))
+        codes = [p.prediction for p in nonsense if not p.prediction.split()[0] in _EVERYDAY]
+        assert codes and all(any(ch.isdigit() for ch in c) for c in codes)
+    assert nonsense_pairs(references) == nonsense_pairs(references)
+
+
+@pytest.mark.slow
+def test_meta_evaluation_of_the_shipped_verifier_reports_every_set():
+    result = V.meta_evaluation(zero_shot=None, embedder=None, max_test=40, speed_pairs=0, progress=False)
+    verifier, judged = result["methods"]["trained verifier"], result["methods"][V.TERMINOLOGY_METHOD]
+    assert set(result["labels"]) == {"test", "validation", "clinical", "nonsense"}
+    assert result["labels"]["nonsense"] and not any(result["labels"]["nonsense"])
+    assert len(result["labels"]["clinical"]) == 374 and judged["threshold"] == verifier["threshold"]
+    # the vocabularies only settle pairs they know, so the judge as used ranks clinical pairs at least as well
+    assert judged["clinical_auc"] >= verifier["clinical_auc"] > 0.75
+    assert 0.0 <= judged["nonsense_yes_rate"] <= verifier["nonsense_yes_rate"] <= 1.0
 
 
 def test_unknown_preset_and_bad_layer_counts_name_the_problem(tmp_path):

@@ -11,7 +11,8 @@ from pathlib import Path
 from medix_lib import judge, models
 from medix_lib.judge.terms import SAME_CONCEPT, terminology_rule
 from medix_lib.text import normalise
-from medix_lib.verifier.pairs import PAIR_TYPES, Pair, PairConfig, build_pairs, clinical_pairs, pair_counts
+from medix_lib.verifier.pairs import (PAIR_TYPES, Pair, PairConfig, build_pairs, clinical_pairs, nonsense_pairs,
+                                      pair_counts)
 from medix_lib.verifier.trainer import ARTIFACT, _auc, best_threshold, clinical_summary, score
 
 # The judge as rewards and evaluation use it: the verifier's P(YES), or 1/0 where the vocabularies decide the pair
@@ -115,8 +116,10 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
     training record, so its test concepts are the ones it never saw.
 
     Returns {"methods": {name: {"auc", "per_type_auc", "clinical_auc", "threshold", "test_accuracy",
-    "test_balanced_accuracy", "reliability", "roc"}}, "pair_counts", "record", "speed", "targets"}: everything the
-    notebook's table, :func:`medix_lib.plotting.verifier_roc` and friends need.
+    "test_balanced_accuracy", "nonsense_yes_rate", "reliability", "roc"}}, "pair_counts", "record", "speed",
+    "targets"}: everything the notebook's table, :func:`medix_lib.plotting.verifier_roc` and friends need.
+    ``nonsense_yes_rate`` is the share of meaningless answers (:func:`~medix_lib.verifier.pairs.nonsense_pairs`)
+    at or above the method's threshold: P(YES) for nothing, which a policy under RL will find.
     """
     from sklearn.metrics import balanced_accuracy_score, roc_curve
 
@@ -125,7 +128,9 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
     test = splits["test"][:max_test] if max_test else splits["test"]
     val = splits["validation"][:rec["config"]["val_pairs"]]
     clinical = clinical_pairs()
-    sets = {"test": test, "validation": val, "clinical": clinical}
+    # meaningless answers against the test concepts' names: how often the judge pays for nothing
+    nonsense = nonsense_pairs(sorted({p.reference for p in test if p.kind in ("synonym", "sibling", "random")}))
+    sets = {"test": test, "validation": val, "clinical": clinical, "nonsense": nonsense}
 
     scorers = {"trained verifier": lambda items: score(str(path), items, template, progress=progress)}
     if zero_shot:
@@ -156,6 +161,7 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
             "threshold": thr,
             "test_accuracy": sum((x >= thr) == y for x, y in zip(s["test"], labels["test"])) / len(test),
             "test_balanced_accuracy": float(balanced_accuracy_score(labels["test"], [x >= thr for x in s["test"]])),
+            "nonsense_yes_rate": sum(x >= thr for x in s["nonsense"]) / len(nonsense),
             "reliability": reliability(labels["test"], s["test"]) if not name.startswith("cosine") else None,
             "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
             "scores": {k: v for k, v in s.items()},
@@ -183,7 +189,7 @@ def summary_table(result: dict):
     rows = []
     for name, m in result["methods"].items():
         row = {"method": name, "test AUC": m["auc"], "clinical AUC": m["clinical_auc"], "threshold": m["threshold"],
-               "test balanced acc": m["test_balanced_accuracy"]}
+               "test balanced acc": m["test_balanced_accuracy"], "nonsense YES rate": m["nonsense_yes_rate"]}
         row.update({f"AUC {k}": a for k, a in m["per_type_auc"].items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index("method").round(3)
@@ -218,6 +224,8 @@ def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = 
              + ", ".join(f"{k} {a:.2f}" for k, a in v["clinical_per_class_auc"].items()),
              f"the judge as used ({TERMINOLOGY_METHOD}): clinical AUC {judged['clinical_auc']:.3f}; per class: "
              + ", ".join(f"{k} {a:.2f}" for k, a in judged["clinical_per_class_auc"].items()),
+             f"meaningless answers (code shapes, everyday words; n={len(result['labels']['nonsense'])}) judged YES: "
+             f"{v['nonsense_yes_rate']:.0%} (verifier), {judged['nonsense_yes_rate']:.0%} (judge as used)",
              f"judging: {speed['pairs_per_s']} distinct pairs/s (batch {speed['batch_size']}, n={speed['n']}, "
              f"{speed['torch_threads']} threads on {speed['cpu_count']} cores)" if speed else "judging: not timed"]
     lines += [f"  [{'x' if met else ' '}] {target}" for target, met in result["targets"].items()]
