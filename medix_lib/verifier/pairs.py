@@ -153,8 +153,8 @@ def _split_share(pool: tuple[str, ...], split: str) -> tuple[str, ...]:
                                                    else i % 5 not in (1, 3)))
 
 
-# What a small policy writes when it knows nothing: stray everyday words and strings shaped like codes. Split like
-# carriers, so that training on them one day leaves the test share unseen.
+# What a small policy writes when it knows nothing: stray everyday words and strings shaped like codes. Both split
+# like carriers, so that a verifier trained on them is still measured on words and shapes it never saw.
 _EVERYDAY = ("ruler", "vinyl", "window", "blanket", "orange", "garden", "ticket", "pencil", "river", "button",
              "ladder", "mirror", "candle", "basket", "engine", "pillow", "harbour", "violin", "carpet", "lantern",
              "rocket", "marble", "saddle", "kettle", "meadow", "anchor", "puzzle", "helmet", "tunnel", "velvet",
@@ -162,14 +162,14 @@ _EVERYDAY = ("ruler", "vinyl", "window", "blanket", "orange", "garden", "ticket"
 _CODES = ("Ldd.d", "Ld.", "L000-00-00-00", "ddd-dd", "LL-ddd", "Ld", "dd.dd", "Ldddd", "L-dd", "d/d")
 
 
-def code_like(rng: random.Random) -> str:
-    """A string shaped like a code (ICD, lab, accession) with no code behind it.
+def code_like(rng: random.Random, shapes: tuple[str, ...] = _CODES) -> str:
+    """A string shaped like a code (ICD, lab, accession: L a capital, d a digit) with no code behind it.
 
-    >>> code_like(random.Random(0)) != code_like(random.Random(1))
-    True
+    >>> code_like(random.Random(0), ("Ldd.d",))
+    'T60.4'
     """
     return "".join(rng.choice("ABCDEHIJKMNRTZ") if ch == "L" else str(rng.randrange(10)) if ch == "d" else ch
-                   for ch in rng.choice(_CODES))
+                   for ch in rng.choice(shapes))
 
 
 def nonsense_pairs(references: list[str], split: str = "test", seed: int = 0) -> list[Pair]:
@@ -181,9 +181,10 @@ def nonsense_pairs(references: list[str], split: str = "test", seed: int = 0) ->
     [('blanket', False), ('kettle pepper', False)]
     """
     rng = random.Random(f"nonsense:{seed}:{split}")
-    words = _split_share(_EVERYDAY, split)
-    return [Pair(ref, code_like(rng) if rng.random() < 0.5 else " ".join(rng.sample(words, rng.choice((1, 1, 2)))),
-                 False, "nonsense", (), "generated") for ref in references]
+    words, shapes = _split_share(_EVERYDAY, split), _split_share(_CODES, split)
+    return [Pair(ref, code_like(rng, shapes) if rng.random() < 0.5
+                 else " ".join(rng.sample(words, rng.choice((1, 1, 2)))), False, "nonsense", (), "generated")
+            for ref in references]
 
 
 # Concept-disjoint split and pair generation
