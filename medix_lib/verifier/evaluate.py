@@ -128,8 +128,10 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
     test = splits["test"][:max_test] if max_test else splits["test"]
     val = splits["validation"][:rec["config"]["val_pairs"]]
     clinical = clinical_pairs()
-    # meaningless answers against the test concepts' names: how often the judge pays for nothing
-    nonsense = nonsense_pairs(sorted({p.reference for p in test if p.kind in ("synonym", "sibling", "random")}))
+    # meaningless answers against the test concepts' names: how often the judge pays for nothing (drawn from the whole
+    # test split, so a ``max_test`` cut never leaves the set empty or changes it)
+    nonsense = nonsense_pairs(sorted({p.reference for p in splits["test"] if p.kind in ("synonym", "sibling",
+                                                                                       "random")}))
     sets = {"test": test, "validation": val, "clinical": clinical, "nonsense": nonsense}
 
     scorers = {"trained verifier": lambda items: score(str(path), items, template, progress=progress)}
