@@ -146,7 +146,7 @@ class StageParams:
     """Fields every stage has; subclasses add their own (each with its default) and override ``check`` for cross-field
     rules. Values are type-checked on construction, so a bad value fails before any model loads."""
 
-    profile: str = "smoke"  # label of the compute profile ("smoke": offline CPU, "gpu": one CUDA GPU)
+    profile: str = "smoke"  # label of the compute profile ("smoke", "cpu_long": offline CPU; "gpu": one CUDA GPU)
     variant: str = "smoke"  # params file name; set by the runner
     output_dir: str = ""  # where this run writes; set by the runner (outputs/<stage>/<variant>)
     seed: int = 0  # seeds sampling, shuffling and initialisation

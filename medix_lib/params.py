@@ -17,7 +17,7 @@ from typing import Literal
 
 import yaml
 
-from medix_lib import config, models
+from medix_lib import config, models, progress
 from medix_lib.config import ParamsError, StageParams
 from medix_lib.contract import OutputContract
 from medix_lib.data import SYNTH_SOURCES
@@ -183,6 +183,7 @@ class TrainParams(RewardSettings, StageParams):
     epsilon_high: float = 0.28  # upper clip range (DAPO's clip-higher; equal to epsilon for symmetric clipping)
     group_filter: list[float] | None = None  # DAPO's dynamic filter: keep groups of mean reward strictly in (low, high)
     logging_steps: int = 1  # log rewards every N steps
+    rollouts_every: int = 1  # write one group's completions as text to rollouts.jsonl every N steps (0: never)
     checkpoint_every: int = 0  # save a resumable checkpoint every N optimizer steps (0: none)
     resume: bool = False  # continue from the last checkpoint in output_dir (set by run --resume)
     use_vllm: bool = False  # GPU: generate rollouts with vLLM (TRL's use_vllm)
@@ -221,6 +222,9 @@ class TrainParams(RewardSettings, StageParams):
         if not 0 <= self.warmup_target_format <= 1 or self.warmup_check_every < 1 or self.max_answer_words < 0:
             raise ParamsError("parameters 'warmup_target_format' in [0, 1], 'warmup_check_every' >= 1, "
                               "'max_answer_words' >= 0")
+        if self.rollouts_every < 0:
+            raise ParamsError(f"parameter 'rollouts_every' must be >= 0 (0: no rollouts.jsonl), got "
+                              f"{self.rollouts_every}")
         if self.warmup_batch_size < 1:
             raise ParamsError(f"parameter 'warmup_batch_size' must be >= 1, got {self.warmup_batch_size}")
 
@@ -246,6 +250,7 @@ class EvalParams(RewardSettings, StageParams):
     extra_judge_models: list[str] = field(default_factory=list)  # more judges for the majority (same backend)
     compare: list[list[str]] = field(default_factory=lambda: [["warmup", "grpo"], ["base", "grpo"]])  # paired CIs
     n_bootstrap: int = 2000  # bootstrap resamples for every confidence interval
+    gallery_rows: int = 4  # held-out rows per task shown in full as every candidate answered them (first by item id)
 
     def check(self) -> None:
         from medix_lib import benchmarks
@@ -264,8 +269,9 @@ class EvalParams(RewardSettings, StageParams):
             if len(pair) != 2 or not set(pair) <= set(self.candidates):
                 raise ParamsError(f"parameter 'compare': {pair} must name two of the candidates "
                                   f"{', '.join(self.candidates)}")
-        if self.max_eval_rows < 0 or self.n_bootstrap < 100 or self.judge_rounds < 1:
-            raise ParamsError("parameters 'max_eval_rows' >= 0, 'n_bootstrap' >= 100 and 'judge_rounds' >= 1")
+        if self.max_eval_rows < 0 or self.n_bootstrap < 100 or self.judge_rounds < 1 or self.gallery_rows < 0:
+            raise ParamsError("parameters 'max_eval_rows' >= 0, 'n_bootstrap' >= 100, 'judge_rounds' >= 1 and "
+                              "'gallery_rows' >= 0")
         if self.judge_rounds > 1 and not self.extra_judge_models and not (
                 self.judge_backend == "openai" and self.judge_temperature > 0):
             raise ParamsError("parameter 'judge_rounds' > 1 needs independent rounds: 'extra_judge_models', or an "
@@ -344,7 +350,9 @@ def build(stage: str, values: dict) -> StageParams:
 
 
 def from_notebook(stage: str, namespace: dict) -> StageParams:
-    """Used in each notebook's validation cell: ``cfg = params.from_notebook("03", globals())``."""
+    """Used in each notebook's validation cell: ``cfg = params.from_notebook("03", globals())``. Also quiets the
+    kernel's libraries (:func:`medix_lib.progress.quiet_libraries`) before the first of them loads."""
+    progress.quiet_libraries()
     return build(stage, namespace)
 
 

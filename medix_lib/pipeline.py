@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from medix_lib import config, memory, models, params
+from medix_lib import progress as progress_lib
 
 RECORDED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
                      "papermill", "unsloth", "vllm")
@@ -48,6 +49,16 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def environment() -> dict:
+    """What a rendered notebook's second cell shows: the code's commit, the device, threads and package versions, so a
+    reader knows what produced the outputs below it."""
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    return {"git_commit": git_commit(), "device": device, "torch_threads": torch.get_num_threads(),
+            "python": sys.version.split()[0], "packages": {k: v for k, v in package_versions().items() if v}}
 
 
 def git_commit() -> str | None:
@@ -103,6 +114,8 @@ def execute(run: PlannedRun, progress: bool = True) -> dict:
     record_path = run.output_dir / "run.json"
     record_path.write_text(json.dumps(record, indent=1))
     start = time.perf_counter()
+    quiet = os.environ.get(progress_lib.QUIET_ENV)
+    os.environ[progress_lib.QUIET_ENV] = "1"  # the kernel inherits it: no bar's refreshes in the committed notebook
     try:
         pm.execute_notebook(str(config.notebook_path(run.stage)), str(run.output_dir / "notebook.ipynb"),
                             parameters=run.params.to_dict(), kernel_name="python3", cwd=str(config.REPO_ROOT),
@@ -114,6 +127,10 @@ def execute(run: PlannedRun, progress: bool = True) -> dict:
         raise StageFailed(f"{run.stage} [{run.variant}] failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
                           f"rendered notebook with the traceback: {run.output_dir / 'notebook.ipynb'}") from None
     finally:
+        if quiet is None:
+            os.environ.pop(progress_lib.QUIET_ENV)
+        else:
+            os.environ[progress_lib.QUIET_ENV] = quiet
         record["seconds"] = round(time.perf_counter() - start, 1)
         record_path.write_text(json.dumps(record, indent=1))
         scrub_machine_paths(run.output_dir, run.output_dir.parent.parent)
@@ -169,7 +186,7 @@ def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str
     runs = plan(profile, only, variants, output_root, overrides)
     require_cuda([run for run in runs if run.params.profile == "gpu"])
     # Offline profile: never reach for a model hub, fail fast instead of hanging on a network timeout.
-    if all(run.params.profile == "smoke" for run in runs):
+    if all(run.params.profile != "gpu" for run in runs):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

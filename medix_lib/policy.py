@@ -61,7 +61,7 @@ def generate(policy: Policy, prompts: list[list[dict]], images: list | None = No
     """``n`` completions per conversational prompt (greedy when temperature is 0), in the prompts' order. ``images``:
     one image or None per prompt (a vision-language policy); rows with and without an image may be mixed."""
     import torch
-    from tqdm.auto import tqdm
+    from medix_lib.progress import bar as progress_bar
 
     torch.manual_seed(seed)
     tokenizer = policy.tokenizer
@@ -78,7 +78,7 @@ def generate(policy: Policy, prompts: list[list[dict]], images: list | None = No
     batches = [rows[s:s + batch_size] for rows in (image_rows, text_rows) for s in range(0, len(rows), batch_size)]
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     outputs: list[list[str]] = [[] for _ in texts]
-    for rows in tqdm(batches, desc="generate", disable=not progress):
+    for rows in progress_bar(batches, desc="generate", progress=progress):
         chunk = [texts[i] for i in rows]
         if images[rows[0]] is not None:
             enc = policy.processing_class(text=chunk, images=[[images[i]] for i in rows], return_tensors="pt",

@@ -152,6 +152,84 @@ def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path
     assert second["judge_failures_left"] == 1
 
 
+# --- what a reader sees: every response exported, a few in full ----------------------------------------------------
+
+
+def _judged_store(stub, tmp_path, models=("grpo", "base")):
+    """Two candidates' responses judged by the runner with guards on: a right answer, a ramble the guards refuse, an
+    exact match (a judge rule says YES) and a wrong answer."""
+    ramble = "Heart attack is a medical condition. " * 8
+    texts = ["<thinking>chest pain</thinking><answer>a heart attack</answer>", f"<answer>{ramble}</answer>",
+             "<answer>myocardial infarction</answer>", "<answer>angina</answer>"]
+    store = evaluation.ResultsStore(tmp_path / "results.sqlite")
+    judge = http_judge(stub.url)
+    for model in models:
+        store.register(model, {"policy": model})
+        store.put_responses(model, "synthetic_text", [
+            {"item": f"i{k}", "prompt": "Diagnosis?", "reference": "myocardial infarction", "choices": None,
+             "response": t, "answer": evaluation.final_answer(t, OutputContract())} for k, t in enumerate(texts)])
+        evaluation.runner.judge_task(evaluation.Candidate(model, "x"), "synthetic_text", [judge], 1,
+                                     evaluation.Protocol(answer_guards=True), store, "")
+    return store, judge, texts
+
+
+def test_every_stored_response_is_exported_with_its_verdict_and_refusal(stub, tmp_path):
+    store, judge, texts = _judged_store(stub, tmp_path)
+    path = tmp_path / "out" / "responses.jsonl"
+    key = evaluation.judge_key(judge)
+    n = evaluation.export_responses(store, ["grpo", "base"], ["synthetic_text"], key, judge.prompt_hash, path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert n == len(lines) == 8
+    assert [(r["candidate"], r["item"]) for r in lines] == [(m, f"i{k}") for m in ("base", "grpo") for k in range(4)]
+    optional = {"verdict": str, "p_yes": float, "score": float, "refused_by": str}
+    for row in lines:
+        assert list(row) == ["candidate", "task", "item", "prompt", "reference", "response", "final_answer",
+                             *optional]
+        assert all(isinstance(row[k], str) for k in list(row)[:7])
+        assert all(row[k] is None or isinstance(row[k], t) for k, t in optional.items())
+    right, ramble, exact, wrong = lines[:4]
+    assert right["response"] == texts[0] and right["final_answer"] == "a heart attack"
+    assert (right["verdict"], right["score"], right["refused_by"]) == ("YES", 1.0, None)
+    assert (ramble["verdict"], ramble["refused_by"], ramble["p_yes"]) == ("NO", "overlong", None)
+    assert (exact["verdict"], exact["refused_by"]) == ("YES", None), "an exact match is no refusal"
+    assert (wrong["verdict"], wrong["refused_by"]) == ("NO", None)
+    summary = evaluation.report(store, ["base"], ["synthetic_text"], key, judge.prompt_hash, 200)["tasks"]
+    assert summary["synthetic_text"]["base"]["refused_by_rule"] == {"overlong": 1}
+    assert summary["synthetic_text"]["base"]["accepted_by_rule"] == {"exact_match": 1}
+
+
+def test_gallery_shows_the_first_rows_in_full_with_verdicts_rewards_and_pictures(stub, tmp_path):
+    """The first rows by item id, every candidate's whole response with its verdict, refusal and reward components;
+    image rows' pictures drawn with each candidate's verdict."""
+    from PIL import Image
+
+    from medix_lib import plotting
+
+    store, judge, texts = _judged_store(stub, tmp_path)
+    store.put_responses("base", "synthetic_image", [
+        {"item": "img0", "prompt": "Which plane?", "reference": "axial", "choices": None,
+         "response": "<CT_SCAN><thinking>.</thinking><answer>axial</answer>", "answer": "axial"}])
+    evaluation.runner.judge_task(evaluation.Candidate("base", "x"), "synthetic_image", [judge], 1,
+                                 evaluation.Protocol(), store, "")
+    rows = {"synthetic_text": [{"id": f"i{k}", "modality": None, "image": None} for k in (3, 2, 1, 0)],
+            "synthetic_image": [{"id": "img0", "modality": "CT_SCAN", "image": Image.new("RGB", (64, 64), "gray")},
+                                {"id": "img1", "modality": "X_RAY", "image": Image.new("RGB", (64, 64))}]}
+    settings = params.load("04", "smoke", tmp_path, {"rewards": ["modality", "format"]})
+    shown = evaluation.gallery(store, ["base", "grpo"], rows, evaluation.judge_key(judge), judge.prompt_hash,
+                               n_rows=3, settings=settings)
+    assert [(e["task"], e["item"]) for e in shown] == [("synthetic_text", "i0"), ("synthetic_text", "i1"),
+                                                       ("synthetic_text", "i2"), ("synthetic_image", "img0")]
+    ramble = shown[1]["answers"]["grpo"]
+    assert (ramble["response"], ramble["verdict"], ramble["refused"]) == (texts[1], "NO", "overlong")
+    assert set(ramble["rewards"]) == {"modality", "format", "composite"}
+    assert list(shown[3]["answers"]) == ["base"] and shown[3]["answers"]["base"]["rewards"]["modality"] == 1.0
+    html = evaluation.gallery_html(shown)
+    assert texts[1].replace("<", "&lt;").replace(">", "&gt;") in html and "refused: overlong" in html
+    fig = plotting.gallery_images(shown, "gallery")
+    assert len(fig.axes[0].images) == 1 and "base: YES" in fig.axes[0].texts[0].get_text()
+    assert plotting.gallery_images(shown[:3], "no pictures") is None
+
+
 # --- the report's statistics ---------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ def test_notebook_is_valid_and_stripped(stage):
     assert len(tagged) == 1, f"{path.name}: exactly one parameters cell"
     assert nb.cells[0].cell_type == "markdown", f"{path.name}: open with markdown saying what and why"
     assert "cfg.write_metrics(" in code[-1].source, f"{path.name}: the last cell writes metrics.json via the helper"
+    assert f'findings.show("{stage[:2]}", metrics)' in code[-1].source, f"{path.name}: and ends on what the run showed"
+    assert "pipeline.environment()" in code[2].source, f"{path.name}: the cell after validation shows the versions"
 
 
 @pytest.mark.parametrize("stage", STAGES)

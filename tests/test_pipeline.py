@@ -53,6 +53,40 @@ def test_every_stage_writes_notebook_metrics_figures_and_record(tiny_run, stage)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stage", list(config.STAGES.values()))
+def test_rendered_notebook_shows_every_figure_it_saves_and_a_quiet_log(tiny_run, stage):
+    out = tiny_run / stage / "smoke"
+    nb = nbformat.read(out / "notebook.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    images = sum(any(k.startswith("image/") for k in o.get("data", {})) for o in outputs)
+    assert images >= len(list((out / "figures").glob("*.png"))) > 0
+    log = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "TqdmWarning" not in log and "it/s]" not in log and "examples/s]" not in log, log[:2000]
+    assert len(log.splitlines()) <= 150
+    closing = nb.cells[-1].outputs
+    assert any("What this run showed" in o.get("data", {}).get("text/markdown", "") for o in closing)
+
+
+@pytest.mark.slow
+def test_rollouts_and_responses_are_exported_as_text(tiny_run):
+    rollouts = [json.loads(line) for line in (tiny_run / "03_train_grpo/smoke/rollouts.jsonl").read_text().splitlines()]
+    assert {r["step"] for r in rollouts} == {0, 1}  # rollouts_every 1: one group per step, the last step included
+    for r in rollouts:
+        assert {"step", "kind", "id", "prompt", "reference", "reference_modality", "completion", "accuracy", "semantic",
+                "modality", "format", "composite"} <= set(r)
+        assert isinstance(r["modality"], float)  # the reward component, not the row's modality
+        assert isinstance(r["completion"], str) and isinstance(r["prompt"], str)
+    responses = [json.loads(line) for line in
+                 (tiny_run / "04_evaluate_with_judge/smoke/responses.jsonl").read_text().splitlines()]
+    metrics = json.loads((tiny_run / "04_evaluate_with_judge/smoke/metrics.json").read_text())
+    stored = sum(run["rows"] for runs in metrics["runs"].values() for run in runs.values() if isinstance(run, dict))
+    assert metrics["responses_exported"] == len(responses) == stored > 0
+    assert {r["candidate"] for r in responses} == {"base", "warmup", "grpo"}
+    assert all(set(r) >= {"candidate", "task", "item", "prompt", "response", "final_answer", "verdict", "p_yes",
+                          "refused_by"} for r in responses)
+
+
+@pytest.mark.slow
 def test_training_and_evaluation_numbers_are_real(tiny_run):
     train = json.loads((tiny_run / "03_train_grpo/smoke/metrics.json").read_text())
     assert train["steps"] == 2 and train["warmup"]["format_curve"]

@@ -272,7 +272,8 @@ def image_sources() -> list[dict]:
             for s in sources]
 
 
-def _render(src: ImageSource, rng: random.Random, size: int, canonical: bool) -> tuple[Image.Image, str, str | None]:
+def render_view(src: ImageSource, rng: random.Random, size: int,
+                canonical: bool) -> tuple[Image.Image, str, str | None]:
     """One view of a source: a frame, a display window, a crop and (where anatomy allows) a flip."""
     frame_idx = 0 if canonical else rng.randrange(len(src.frames))
     arr = src.frames[frame_idx]
@@ -313,7 +314,7 @@ def image_candidates(rng: random.Random, size: int, sources: list[ImageSource]) 
         for s in sources:
             ks = kinds[s.key]
             kind = ks[step % len(ks)]
-            img, aug, window = _render(s, rng, size, canonical=step == 0)
+            img, aug, window = render_view(s, rng, size, canonical=step == 0)
             template = rng.choice(_IMAGE_TEMPLATES[kind])
             choices = None
             if kind == "window":

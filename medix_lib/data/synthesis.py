@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import datasets
-from tqdm.auto import tqdm
+from medix_lib.progress import bar as progress_bar
 
 from medix_lib.data.hygiene import DISTINCTIVE_ANSWER_WORDS, Deduper
-from medix_lib.data.images import IMAGE_SOURCES, ImageSource, image_candidates, image_source_objects
+from medix_lib.data.images import (IMAGE_SOURCES, ImageSource, image_candidates, image_source_objects,
+                                   render_view)
 from medix_lib.data.schema import FEATURES, SPLITS, Candidate, encode_image, validate_row
 from medix_lib.data.text_tasks import TEXT_SOURCES
 from medix_lib.text import normalise
@@ -77,7 +78,7 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
     # Round-robin over families keeps every template family represented even in a 60-row smoke set.
     made = 0
     active = list(families)
-    with tqdm(total=n_text + n_image, desc="synthesize", disable=n_text + n_image < 2000) as bar:
+    with progress_bar(total=n_text + n_image, desc="synthesize", progress=n_text + n_image >= 2000) as bar:
         while made < n_text and active:
             for fam in list(active):
                 if made >= n_text:
@@ -105,9 +106,8 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
         wanted = [s for s in IMAGE_SOURCES if s in sources]
         if n_image <= 0 or not wanted:
             return
-        all_sources, failed = image_source_objects()
+        img_sources, failed = _pool_sources(wanted)
         stats["image_sources_failed"] = len(failed)
-        img_sources = [s for s in all_sources if s.origin.split(":")[0].split(".")[0] in wanted]
         rng.shuffle(img_sources)
         test_keys = split_images(img_sources, seed, test_fraction)
         made_img, attempts, pictures = 0, 0, {"train": set(), "test": set()}
@@ -127,6 +127,24 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
         # distinct source pictures (files / volumes) behind each split's image rows: a split is whole pictures
         stats["pictures/train"], stats["pictures/test"] = len(pictures["train"]), len(pictures["test"])
     stats["duplicates_removed"] = dedup.removed
+
+
+def _pool_sources(wanted: list[str]) -> tuple[list[ImageSource], tuple[str, ...]]:
+    all_sources, failed = image_source_objects()
+    return [s for s in all_sources if s.origin.split(":")[0].split(".")[0] in wanted], failed
+
+
+def picture_pool(seed: int, test_fraction: float, image_size: int, sources: list[str] | None = None) -> list[dict]:
+    """Every picture the image rows are drawn from, as the synthesiser splits them (same seed, same split): key,
+    modality, source file (``origin``), split, and its canonical view (first frame, default window, no crop) as a
+    PIL image. What a reader of notebook 01 should see before trusting anything a VLM learns from them."""
+    wanted = [s for s in IMAGE_SOURCES if s in (list(SYNTH_SOURCES) if sources is None else sources)]
+    pool, _ = _pool_sources(wanted)
+    test_keys = split_images(pool, seed, test_fraction)
+    return [{"key": s.key, "modality": s.modality, "origin": s.origin,
+             "split": "test" if s.key in test_keys else "train",
+             "image": render_view(s, random.Random(0), image_size, canonical=True)[0]}
+            for s in sorted(pool, key=lambda s: (s.key not in test_keys, s.modality, s.key))]
 
 
 def synthesize(seed: int, n_text: int, n_image: int, image_size: int, test_fraction: float,

@@ -1,11 +1,13 @@
 """The report, recomputed from the results store alone: per task n, judge accuracy with a bootstrap 95% CI, the
 judge's failure rate, rule-based metrics beside it (exact match, token F1, option-letter accuracy for MCQ-origin
 items), the macro average over tasks, and paired comparisons of two models; the judge and its prompt hash on every
-table."""
+table. Every stored response, with its verdict, is exported beside the report as JSON lines."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -14,23 +16,30 @@ from medix_lib.evaluation.store import ResultsStore
 
 
 def item_scores(store: ResultsStore, model: str, task: str, judge: str, prompt_hash: str) -> dict[str, dict]:
-    """item -> its judged correctness (majority of rounds; a rubric's mean score), rule metrics and verdict notes.
-    Items whose every round failed have ``correct`` None: reported, never scored."""
+    """item -> its judged correctness (majority of rounds; a rubric's mean score), the verdict (YES, NO; None without
+    a successful round) and its mean P(YES), rule metrics and verdict notes: ``rule``, any rule that decided without
+    the judge model, and ``refused``, that rule when it said NO (an exact match is decided by a rule too, but it is
+    no refusal). Items whose every round failed have ``correct`` None: reported, never scored."""
     verdicts = store.verdicts(model, task, judge, prompt_hash)
     out = {}
     for r in store.responses(model, task):
         rounds = [v for v in verdicts.get(r["item"], []) if v["error"] is None]
+        yes = sum(bool(v["label"]) for v in rounds)  # majority of rounds; a tie is not a majority
         if not rounds:
             correct = None
         elif rounds[0]["score"] is not None:  # rubric: mean grade / 5
             correct = float(np.mean([v["score"] for v in rounds]))
-        else:  # majority of rounds; a tie is not a majority
-            yes = sum(bool(v["label"]) for v in rounds)
+        else:
             correct = float(yes * 2 > len(rounds))
         chosen = chosen_option(r["answer"], r["choices"]) if r["choices"] else None
+        ruled = next((v for v in rounds if v["rule"]), None)
+        p_yes = [v["p_yes"] for v in rounds if v["p_yes"] is not None]
         out[r["item"]] = {
             "correct": correct, "failed": not rounds and bool(verdicts.get(r["item"])),
-            "rule": next((v["rule"] for v in rounds if v["rule"]), None),
+            "verdict": ("YES" if yes * 2 > len(rounds) else "NO") if rounds else None,
+            "p_yes": float(np.mean(p_yes)) if p_yes else None,
+            "rule": ruled["rule"] if ruled else None,
+            "refused": ruled["rule"] if ruled and not ruled["label"] else None,
             "exact_match": exact_match(r["answer"], r["reference"]), "token_f1": token_f1(r["answer"], r["reference"]),
             "option_correct": None if not r["choices"] else
             float(chosen is not None and r["choices"][chosen].strip() == r["reference"].strip())}
@@ -45,7 +54,8 @@ def task_summary(scores: dict[str, dict], n_boot: int, seed: int) -> dict:
     return {"n": len(scores), "scored": len(correct), "accuracy": float(np.mean(correct)) if correct else float("nan"),
             "ci_low": low, "ci_high": high, "judge_failures": failures,
             "judge_fail_rate": failures / max(1, len(scores)),
-            "refused_by_rule": dict(Counter(s["rule"] for s in scores.values() if s["rule"])),
+            "refused_by_rule": dict(Counter(s["refused"] for s in scores.values() if s["refused"])),
+            "accepted_by_rule": dict(Counter(s["rule"] for s in scores.values() if s["rule"] and not s["refused"])),
             "exact_match": float(np.mean([s["exact_match"] for s in scores.values()])) if scores else float("nan"),
             "token_f1": float(np.mean([s["token_f1"] for s in scores.values()])) if scores else float("nan"),
             "option_accuracy": float(np.mean(options)) if options else None}
@@ -88,6 +98,30 @@ def report(store: ResultsStore, models: list[str], tasks: list[str], judge: str,
                                             [scores[model][t][i]["correct"] for i in both], n_boot, seed)
         out["comparisons"][f"{model} - {base}"] = entry
     return out
+
+
+def export_responses(store: ResultsStore, models: list[str], tasks: list[str], judge: str, prompt_hash: str,
+                     path: str | Path) -> int:
+    """Every stored response of ``models`` on ``tasks`` to ``path`` (JSON lines, sorted by candidate, task and item),
+    so a reader can check any number of the report against the answers behind it: candidate, task, item, prompt,
+    reference, response (in full), final_answer (what the judge saw), verdict (YES, NO; None when no round
+    succeeded), p_yes (mean over rounds; None when an answer guard refused before the judge), score (what the report
+    averages: 1 or 0, a rubric's grade / 5) and refused_by (the rule that said NO without the judge model: an answer
+    guard, ``restates_prompt`` or one of the judge's own rules; else None). Returns the number of lines."""
+    lines = []
+    for model in sorted(models):
+        for task in sorted(tasks):
+            scores = item_scores(store, model, task, judge, prompt_hash)
+            for r in store.responses(model, task):
+                s = scores[r["item"]]
+                lines.append(json.dumps({
+                    "candidate": model, "task": task, "item": r["item"], "prompt": r["prompt"],
+                    "reference": r["reference"], "response": r["response"], "final_answer": r["answer"],
+                    "verdict": s["verdict"], "p_yes": s["p_yes"], "score": s["correct"], "refused_by": s["refused"]},
+                    ensure_ascii=False))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(line + "\n" for line in lines))
+    return len(lines)
 
 
 def table(result: dict):

@@ -74,7 +74,7 @@ def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protoc
              load_policy: Callable, progress: bool = True) -> int:
     """Answer every row the store has no response for, a chunk at a time, each chunk committed as it is done.
     Returns the number of new responses; loads the policy only when there is something to generate."""
-    from tqdm.auto import tqdm
+    from medix_lib.progress import bar as progress_bar
 
     from medix_lib import policy as policy_lib
 
@@ -83,8 +83,8 @@ def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protoc
     if not pending:
         return 0
     model = load_policy()
-    bar = tqdm(total=len(rows), initial=len(rows) - len(pending), desc=f"{candidate.name} · {task}",
-               disable=not progress)
+    bar = progress_bar(total=len(rows), initial=len(rows) - len(pending), desc=f"{candidate.name} · {task}",
+                       progress=progress)
     for chunk in _chunks(pending, protocol.batch_size):
         prompts = [prompt_messages(r, protocol.contract, protocol.system_prompt, protocol.with_choices,
                                    model.is_vision) for r in chunk]

@@ -168,7 +168,7 @@ class OpenAIJudge:
 
     async def _score_all(self, prompts: list[list[dict]], progress: bool, rubric: bool) -> list[Score]:
         import httpx
-        from tqdm.auto import tqdm
+        from medix_lib.progress import bar as progress_bar
 
         key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -184,7 +184,7 @@ class OpenAIJudge:
         for i, messages in enumerate(prompts):
             queue.put_nowait((i, messages))
         results: list[Score] = [Score()] * len(prompts)
-        bar = tqdm(total=len(prompts), desc="judge", disable=not progress, leave=False)
+        bar = progress_bar(total=len(prompts), desc="judge", progress=progress, leave=False)
 
         async def worker(client) -> None:
             while not queue.empty():

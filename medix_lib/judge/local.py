@@ -148,7 +148,7 @@ class TransformersJudge:
         import copy
 
         import torch
-        from tqdm.auto import tqdm
+        from medix_lib.progress import bar as progress_bar
 
         tokenizer = models.load_tokenizer(self.model_name)
         model = models.load_causal_lm(self.model_name, self.device, self.dtype)
@@ -165,8 +165,8 @@ class TransformersJudge:
                     self._prefix_kv[prefix] = prefix_cache(model, list(prefix))
             prefix_kv = self._prefix_kv[prefix]
             tails = [encoded[i][1] for i in members]
-            for width, rows, batch in tqdm(self._batches([len(t) for t in tails]), desc="judge",
-                                           disable=not progress, leave=False):
+            for width, rows, batch in progress_bar(self._batches([len(t) for t in tails]), desc="judge",
+                                                  progress=progress, leave=False):
                 try:
                     with torch.inference_mode():
                         # the forward appends to the cache it is given, so every batch gets its own copy

@@ -26,12 +26,17 @@ def trainer_class():
         - ``time/generation``, ``time/reward`` and ``time/update`` seconds per step, logged with the rewards.
         - ``rewards_path``: per generated completion, the step, its prompt's kind (image or text) and every reward
           component, appended as they come, so a run's learning can be tested with a confidence interval.
+        - ``rollouts_path``: every ``rollouts_every`` steps (and at the last step) one group's completions as text
+          with their rewards, so a reader can see what the policy wrote and what it was paid.
         """
 
-        def __init__(self, *args, group_filter: tuple[float, float] | None = None, rewards_path=None, **kwargs):
+        def __init__(self, *args, group_filter: tuple[float, float] | None = None, rewards_path=None,
+                     rollouts_path=None, rollouts_every: int = 0, **kwargs):
             super().__init__(*args, **kwargs)
             self.group_filter = group_filter
             self.rewards_path = rewards_path  # completion rewards are appended here as they come (a JSONL file)
+            self.rollouts_path = rollouts_path  # one group's completions as text, every ``rollouts_every`` steps
+            self.rollouts_every = rollouts_every
             self._seconds = {"generation": 0.0, "reward": 0.0}
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -39,6 +44,7 @@ def trainer_class():
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             self._seconds["reward"] += time.perf_counter() - start
             self._last_rewards = rewards
+            self._last_completions = completions
             return rewards
 
         def _generate_and_score_completions(self, inputs):
@@ -62,11 +68,28 @@ def trainer_class():
             weights = self.reward_weights.tolist()
             kinds = ["image" if x.get("image") is not None else "text" for x in inputs]
             kinds = kinds * (len(self._last_rewards) // max(1, len(kinds)))  # other processes' rows: same kinds
+            records = [{"step": self.state.global_step, "kind": kind, **dict(zip(self.reward_func_names, row)),
+                        "composite": sum(w * v for w, v in zip(weights, row) if v == v)}  # NaN (failed judge): 0
+                       for row, kind in zip(self._last_rewards.tolist(), kinds)]
             with open(self.rewards_path, "a") as fh:
-                for row, kind in zip(self._last_rewards.tolist(), kinds):
-                    composite = sum(w * v for w, v in zip(weights, row) if v == v)  # NaN (failed judge) counts 0
-                    fh.write(json.dumps({"step": self.state.global_step, "kind": kind,
-                                         **dict(zip(self.reward_func_names, row)), "composite": composite}) + "\n")
+                fh.writelines(json.dumps(r) + "\n" for r in records)
+            step, last = self.state.global_step, self.state.max_steps - 1
+            if self.rollouts_path is not None and self.rollouts_every and (step % self.rollouts_every == 0
+                                                                           or step == last):
+                self._record_rollouts(inputs, records[:self.num_generations])
+
+        def _record_rollouts(self, inputs, records) -> None:
+            """The first group of this generation batch as text: its prompt (the question, not the system prompt),
+            reference, and each completion with its reward components, so a reader sees what RL paid for."""
+            import json
+
+            row = inputs[0]
+            with open(self.rollouts_path, "a") as fh:
+                for record, completion in zip(records, self._last_completions):
+                    text = completion[-1]["content"] if isinstance(completion, list) else completion
+                    fh.write(json.dumps({**record, "id": row.get("id"), "prompt": row.get("question"),
+                                         "reference": row.get("answer"), "reference_modality": row.get("modality"),
+                                         "completion": text}, ensure_ascii=False) + "\n")
 
         def _filter_groups(self, output) -> None:
             import torch

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from medix_lib import artifacts, rewards
+from medix_lib import progress as progress_lib
 from medix_lib.training import grpo, loading, rows as rows_lib, warmup
 
 
@@ -20,12 +21,12 @@ class ResumeError(ValueError):
 
 def config_hash(cfg) -> str:
     """What a checkpoint must match to be resumed: every parameter that shapes training (not run bookkeeping)."""
-    skip = {"variant", "output_dir", "resume", "logging_steps", "checkpoint_every"}
+    skip = {"variant", "output_dir", "resume", "logging_steps", "checkpoint_every", "rollouts_every"}
     payload = {k: v for k, v in cfg.to_dict().items() if k not in skip}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def grpo_args(cfg, output: Path, device: str):
+def grpo_args(cfg, output: Path, device: str, progress: bool = True):
     from trl import GRPOConfig
 
     use_gpu = device == "cuda"
@@ -43,7 +44,8 @@ def grpo_args(cfg, output: Path, device: str):
         importance_sampling_level=cfg.importance_sampling_level, beta=cfg.beta, epsilon=cfg.epsilon,
         epsilon_high=cfg.epsilon_high, reward_weights=rewards.build(cfg)[1], logging_steps=cfg.logging_steps,
         save_strategy="steps" if cfg.checkpoint_every else "no", save_steps=cfg.checkpoint_every or 500,
-        save_only_model=False, report_to="none", disable_tqdm=False, dataloader_num_workers=0,
+        save_only_model=False, report_to="none", disable_tqdm=not progress_lib.enabled(progress),
+        dataloader_num_workers=0,
         shuffle_dataset=False,  # the dataset is ordered into batches of one kind; see rows.homogeneous_order
         use_vllm=cfg.use_vllm, **({"vllm_mode": cfg.vllm_mode} if cfg.use_vllm else {}),
     )
@@ -97,20 +99,22 @@ def train(cfg, progress: bool = True) -> dict:
     else:
         warm = json.loads((output / "warmup.json").read_text())
 
-    args = grpo_args(cfg, output, device)
+    args = grpo_args(cfg, output, device, progress)
     prompts_per_batch = args.generation_batch_size // cfg.num_generations
     n_batches = -(-cfg.max_steps * cfg.gradient_accumulation_steps // args.steps_per_generation) + 1
     dataset = rows_lib.grpo_dataset(rl_rows, cfg, cfg.contract(), n_batches, prompts_per_batch)
     reward_funcs, _ = rewards.build(cfg)
-    rewards_path = output / "completion_rewards.jsonl"
-    kept = [line for line in rewards_path.read_text().splitlines()
-            if checkpoint and json.loads(line)["step"] < int(Path(checkpoint).name.split("-")[1])] \
-        if rewards_path.is_file() else []
-    # a resumed run redoes the steps after its checkpoint: their rewards are logged again
-    rewards_path.write_text("".join(line + "\n" for line in kept))
+    rewards_path, rollouts_path = output / "completion_rewards.jsonl", output / "rollouts.jsonl"
+    for path in (rewards_path, rollouts_path):  # a resumed run redoes the steps after its checkpoint: logged again
+        keep_steps_before(path, int(Path(checkpoint).name.split("-")[1]) if checkpoint else 0)
     trainer = grpo.trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processing_class,
-        group_filter=tuple(cfg.group_filter) if cfg.group_filter else None, rewards_path=rewards_path)
+        group_filter=tuple(cfg.group_filter) if cfg.group_filter else None, rewards_path=rewards_path,
+        rollouts_path=rollouts_path, rollouts_every=cfg.rollouts_every)
+    if not progress_lib.enabled(progress):  # no bar, and no dict printed per step in its place: the notebook tabulates
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     start_checkpoints(output / "checkpoints", expected, keep=checkpoint is not None)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -124,10 +128,17 @@ def train(cfg, progress: bool = True) -> dict:
               "warmup_rows": len(warm_rows), "check_rows": len(check_rows), "device": device,
               "unsloth": bool(cfg.use_unsloth and loading.unsloth_available()), "warmup": warm,
               "resumed_from": Path(checkpoint).name if checkpoint else None, "torch_threads": torch.get_num_threads(),
-              "completion_rewards": [json.loads(line) for line in rewards_path.read_text().splitlines()]}
+              "completion_rewards": [json.loads(line) for line in rewards_path.read_text().splitlines()],
+              "rollouts": [json.loads(line) for line in rollouts_path.read_text().splitlines()]}
     write_card(cfg, output / "sft_model", result, stage="format warm-up")
     write_card(cfg, model_dir, result, stage="GRPO")
     return result
+
+
+def keep_steps_before(path: Path, step: int) -> None:
+    """Truncate a per-step JSONL log to the records of steps before ``step`` (all of them gone when 0)."""
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] < step] if path.is_file() else []
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def write_card(cfg, adapter_dir: Path, result: dict, stage: str) -> None:
@@ -143,7 +154,7 @@ def write_card(cfg, adapter_dir: Path, result: dict, stage: str) -> None:
     lines = [
         f"# {cfg.policy_model} + LoRA ({stage})", "",
         f"Trained by medix notebook 03 (variant `{cfg.variant}`, profile `{cfg.profile}`).",
-        "**Mechanics and method check at toy scale, not a medical model.**" if cfg.profile == "smoke" else "", "",
+        "**Mechanics and method check at toy scale, not a medical model.**" if cfg.profile != "gpu" else "", "",
         "| | |", "|---|---|",
         f"| base model | `{cfg.policy_model}` |",
         f"| dataset | `{cfg.dataset_dir}` ({result['train_rows']} RL rows, {result['warmup_rows']} warm-up rows; "

@@ -66,7 +66,7 @@ def warm_up(model, processing_class, rows, check_rows, cfg, is_vision: bool, pro
     """Train on ``rows`` in batches of one kind until the format rate on ``check_rows`` reaches the target (checked
     every ``warmup_check_every`` steps) or ``warmup_max_steps`` is spent. Returns losses and the format-rate curve."""
     import torch
-    from tqdm.auto import tqdm
+    from medix_lib.progress import bar as progress_bar
 
     from medix_lib import data
 
@@ -87,7 +87,7 @@ def warm_up(model, processing_class, rows, check_rows, cfg, is_vision: bool, pro
                                   weight_decay=cfg.weight_decay)
     rng = random.Random(cfg.seed)
     model.train()
-    bar = tqdm(range(1, cfg.warmup_max_steps + 1), desc="format warm-up", disable=not progress)
+    bar = progress_bar(range(1, cfg.warmup_max_steps + 1), desc="format warm-up", progress=progress)
     for step in bar:
         pool = kinds[rng.choice(sorted(kinds))]
         batch = [rng.choice(pool) for _ in range(cfg.warmup_batch_size)]

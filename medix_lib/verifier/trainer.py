@@ -229,7 +229,7 @@ def train(cfg: VerifierConfig | str = "smoke", output: Path | None = None, progr
 
 def _train(cfg: VerifierConfig, output: Path, progress: bool) -> dict:
     import torch
-    from tqdm.auto import tqdm
+    from medix_lib.progress import bar as progress_bar
     from transformers import AutoModelForCausalLM
 
     if cfg.lr_schedule not in ("linear", "constant"):
@@ -277,7 +277,7 @@ def _train(cfg: VerifierConfig, output: Path, progress: bool) -> dict:
         done, losses, seconds = state["done"], state["losses"], state["seconds"]
     model.train()
     start, cpu_start = time.perf_counter(), time.process_time()
-    bar = tqdm(total=steps, initial=done, desc="train verifier", unit="batch", disable=not progress)
+    bar = progress_bar(total=steps, initial=done, desc="train verifier", unit="batch", progress=progress)
     for step in range(done, steps):
         batch = [train_pairs[i] for i in batches[step]]
         seqs = [prompt_ids(tokenizer, p.item(), templates[step]) for p in batch]

@@ -220,7 +220,7 @@ def align(cfg: AlignConfig | None = None, progress: bool = True) -> tuple[dict, 
     pictures; returns (projector tensors, training record). Bounded by ``cfg.steps``, seeded, ``cfg.threads`` threads.
     The record's caption accuracies are measured before training and on the bf16 projector exactly as it ships."""
     import torch
-    from tqdm.auto import tqdm
+    from medix_lib.progress import bar as progress_bar
 
     cfg = cfg or AlignConfig()
     threads = torch.get_num_threads()
@@ -248,7 +248,7 @@ def align(cfg: AlignConfig | None = None, progress: bool = True) -> tuple[dict, 
         order: list[int] = []
         losses = []
         start = time.perf_counter()
-        for _ in tqdm(range(cfg.steps), desc="align projector", unit="step", disable=not progress):
+        for _ in progress_bar(range(cfg.steps), desc="align projector", unit="step", progress=progress):
             if len(order) < cfg.batch_size:
                 fresh = list(range(len(encoded)))
                 rng.shuffle(fresh)

@@ -26,14 +26,14 @@ def tower():
 def features(images, batch_size: int = 16, progress: bool = True):
     """L2-normalised, spatially mean-pooled tower features, one row per image."""
     import torch
-    from tqdm.auto import tqdm
+    from medix_lib.progress import bar as progress_bar
 
     from medix_lib.vlm.model import image_processor
 
     model, processor, rows = tower(), image_processor(), []
     with torch.no_grad():
-        for start in tqdm(range(0, len(images), batch_size), desc="tower features", disable=not progress,
-                          leave=False):
+        for start in progress_bar(range(0, len(images), batch_size), desc="tower features", progress=progress,
+                                  leave=False):
             pixels = processor(list(images[start:start + batch_size]), return_tensors="pt")["pixel_values"]
             rows.append(model(pixels).last_hidden_state.mean(dim=(2, 3)))
     return torch.nn.functional.normalize(torch.cat(rows), dim=1)

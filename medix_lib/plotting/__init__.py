@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import random
-import textwrap
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless by default (papermill, CI); Jupyter's inline backend still displays figures
+matplotlib.use("Agg")  # headless everywhere; save_figure shows each figure in a notebook explicitly
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -18,6 +15,7 @@ from matplotlib.patches import Patch  # noqa: E402
 PALETTE = sns.color_palette("colorblind")
 COMPONENT_COLORS = {"accuracy": PALETTE[0], "semantic": PALETTE[1], "modality": PALETTE[2], "format": PALETTE[3],
                     "composite": PALETTE[7]}
+DIFFERENCE_COLORS = {"above": PALETTE[2], "below": PALETTE[3], "spans": PALETTE[7]}  # a paired CI against 0
 
 
 def use_style() -> None:
@@ -30,13 +28,27 @@ use_style()
 
 
 def save_figure(fig, figures_dir: str | Path, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.svg`` under ``figures_dir`` and return the paths."""
+    """Write ``name.png`` and ``name.svg`` under ``figures_dir``, show the PNG under the cell that made it when a
+    notebook kernel runs this (JupyterLab and papermill alike: the Agg backend above shows nothing by itself), close
+    the figure, and return the paths."""
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     paths = [figures_dir / f"{name}.{ext}" for ext in ("png", "svg")]
     for path in paths:
         fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
+    plt.close(fig)
+    _show_in_notebook(paths[0])
     return paths
+
+
+def _show_in_notebook(png: Path) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if getattr(get_ipython(), "kernel", None) is not None:
+        display(Image(filename=str(png)))
 
 
 def mechanics_note(ax, text: str = "mechanics-only: tiny offline models, not a quality result") -> None:
@@ -177,7 +189,8 @@ def time_split(history: list[dict], title: str):
 
 def task_accuracy(result: dict, title: str):
     """Judge accuracy per task and model with 95% bootstrap intervals, the macro average last; n, judge failures and
-    rule refusals under each task's name; the judge and its prompt hash in the title."""
+    each model's rule refusals (NO without the judge model: exact matches are no refusals) under each task's name;
+    the judge and its prompt hash in the title."""
     tasks = [t for t in result["tasks"] if result["tasks"][t]]
     models = list(result["macro"])
     groups = tasks + ["macro average"]
@@ -196,8 +209,11 @@ def task_accuracy(result: dict, title: str):
     for t in tasks:
         s = next(iter(result["tasks"][t].values()))
         failed = sum(v["judge_failures"] for v in result["tasks"][t].values())
-        refused = sum(sum(v["refused_by_rule"].values()) for v in result["tasks"][t].values())
-        labels.append(f"{t}\nn={s['n']}, judge failed {failed}, refused {refused}")
+        # per candidate: a sum over candidates reads as refusals of n items; a report without the field says nothing
+        refused = [f"{m} {sum(v['refused_by_rule'].values())}" for m, v in result["tasks"][t].items()
+                   if "refused_by_rule" in v]
+        labels.append(f"{t}\nn={s['n']}, judge failed {failed}"
+                      + (f"\nrefused: {', '.join(refused)}" if refused else ""))
     ax.set_xticks(np.arange(len(groups)), labels + ["macro average"], fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("judge accuracy (95% bootstrap CI)")
@@ -209,19 +225,21 @@ def task_accuracy(result: dict, title: str):
 
 def paired_differences(comparisons: dict[str, dict], title: str, metric: str = "accuracy"):
     """Each comparison's paired difference per task with its 95% bootstrap interval; an interval clear of 0 is a
-    difference the sample resolves."""
+    difference the sample resolves, coloured by its sign (a resolved drop must not look like a gain)."""
     rows = [(name, task, d) for name, per_task in comparisons.items() for task, d in per_task.items()]
     fig, ax = plt.subplots(figsize=(7.0, 0.5 * max(3, len(rows)) + 1.2))
     for k, (name, task, d) in enumerate(rows):
-        clear = d["ci_low"] > 0 or d["ci_high"] < 0
+        side = "above" if d["ci_low"] > 0 else "below" if d["ci_high"] < 0 else "spans"
         ax.errorbar(d["diff"], k, xerr=[[d["diff"] - d["ci_low"]], [d["ci_high"] - d["diff"]]], fmt="o",
-                    color=PALETTE[2] if clear else PALETTE[7], capsize=4)
+                    color=DIFFERENCE_COLORS[side], capsize=4)
         ax.text(d["ci_high"] + 0.02, k, f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], n={d['n']}",
                 va="center", fontsize=8)
     ax.axvline(0, color="0.3", lw=1)
     ax.set_yticks(range(len(rows)), [f"{name}\n{task}" for name, task, _ in rows], fontsize=8)
     ax.set_xlim(-1, 1.6)
     ax.set_xlabel(f"paired difference in {metric} (95% bootstrap CI)")
+    ax.legend(handles=[Patch(color=DIFFERENCE_COLORS[side], label=f"interval {side} 0") for side in DIFFERENCE_COLORS],
+              fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no interval's label hidden
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -290,20 +308,21 @@ def semantic_calibration(similarities: list[float], labels: list[bool], threshol
 
 
 def reward_vs_gold(rows: list[dict], components: list[str], title: str, mechanics_only: bool):
-    """Mean reward per gold pair type (``pair_type``, ``label`` and one key per component in ``rows``): equivalent
-    types should sit near 1, near-miss types near 0. Judge failures (None) are left out of the means."""
-    types = sorted({r["pair_type"] for r in rows}, key=lambda t: (not any(r["label"] for r in rows
-                                                                          if r["pair_type"] == t), t))
-    fig, ax = plt.subplots(figsize=(max(5.6, 1.1 * len(types) * max(1, len(components)) / 2), 3.4))
+    """Mean reward per gold group, one bar group per (``pair_type``, ``label``) in ``rows`` (plus one key per
+    component): a pair type holding both YES and NO pairs (verbose, cross-negation) gets one group for each, so its
+    YES pairs should sit near 1 and its NO pairs near 0. YES groups come first. Judge failures (None, NaN) are left
+    out of the means."""
+    groups = sorted({(r["pair_type"], bool(r["label"])) for r in rows}, key=lambda g: (not g[1], g[0]))
+    members = {g: [r for r in rows if (r["pair_type"], bool(r["label"])) == g] for g in groups}
+    fig, ax = plt.subplots(figsize=(max(5.6, 1.1 * len(groups) * max(1, len(components)) / 2), 3.4))
     width = 0.8 / max(1, len(components))
     for j, name in enumerate(components):
-        means = [np.mean([r[name] for r in rows if r["pair_type"] == t and r[name] is not None] or [np.nan])
-                 for t in types]
-        ax.bar(np.arange(len(types)) + (j - (len(components) - 1) / 2) * width, means, width, label=name,
+        means = [np.mean([r[name] for r in members[g] if r[name] is not None and not np.isnan(r[name])]
+                         or [np.nan]) for g in groups]
+        ax.bar(np.arange(len(groups)) + (j - (len(components) - 1) / 2) * width, means, width, label=name,
                color=COMPONENT_COLORS.get(name), edgecolor="white")
-    counts = {t: sum(r["pair_type"] == t for r in rows) for t in types}
-    gold = {t: next(r["label"] for r in rows if r["pair_type"] == t) for t in types}
-    ax.set_xticks(np.arange(len(types)), [f"{t}\n{'YES' if gold[t] else 'NO'}, n={counts[t]}" for t in types],
+    ax.set_xticks(np.arange(len(groups)),
+                  [f"{t}\n{'YES' if label else 'NO'}, n={len(members[(t, label)])}" for t, label in groups],
                   fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("mean reward")
@@ -469,64 +488,6 @@ def verifier_reliability(result: dict, title: str):
     return fig
 
 
-def data_counts(card: dict):
-    """Bar charts of rows by source, modality and task type, stacked by split. Returns the figure."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [3, 2, 1]})
-    for ax, key, title in zip(axes, ("by_source", "by_modality", "by_task_type"), ("source", "modality", "task type")):
-        labels = list(card[key])
-        bottom = np.zeros(len(labels))
-        for split in card["splits"]:
-            vals = np.asarray([card[key][lab].get(split, 0) for lab in labels], dtype=float)
-            ax.bar(range(len(labels)), vals, bottom=bottom, label=split)
-            bottom += vals
-        ax.set_xticks(range(len(labels)), [lab.replace("synthetic/", "") for lab in labels], rotation=60, ha="right",
-                      fontsize=8)
-        ax.bar_label(ax.containers[-1], labels=[str(int(b)) for b in bottom], fontsize=7, padding=1)
-        ax.set_title(f"rows by {title}")
-    axes[0].set_ylabel("rows")
-    axes[0].legend()
-    fig.tight_layout()
-    return fig
-
-
-def answer_lengths(dsdict):
-    """Histogram of reference-answer length in words, per split. Returns the figure."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    all_lengths = [len(a.split()) for ds in dsdict.values() for a in ds["answer"]] or [1]
-    bins = np.arange(0, max(all_lengths) + 2) if max(all_lengths) < 40 else 40
-    for split, ds in dsdict.items():
-        ax.hist([len(a.split()) for a in ds["answer"]], bins=bins, alpha=0.6, label=split)
-    ax.set_xlabel("answer length (words)")
-    ax.set_ylabel("rows")
-    ax.set_yscale("log")
-    ax.set_title("reference answer lengths")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def image_examples(ds, n: int = 12, seed: int = 0, cols: int = 4):
-    """Grid of image rows with their modality, question and reference answer. Returns the figure."""
-    from medix_lib.data import has_image
-
-    idx = [i for i, has in enumerate(has_image(ds)) if has]
-    random.Random(seed).shuffle(idx)
-    idx = idx[:n]
-    rows = max(1, math.ceil(len(idx) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.9 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, idx):
-        row = ds[i]
-        thumb = row["image"].copy()
-        thumb.thumbnail((160, 160))  # keeps the saved PNG/SVG small; the panel is ~3 inches wide anyway
-        ax.imshow(thumb)
-        title = f"<{row['modality']}>\nQ: {row['question']}\nA: {row['answer']}"
-        ax.set_title("\n".join(textwrap.wrap(title, 36, replace_whitespace=False)[:6]), fontsize=7, loc="left")
-    fig.tight_layout()
-    return fig
-
-
 def bench_summary(result: dict):
     """The performance harness on one page: judge ways, HTTP concurrency, reward per component, reward scaling;
     each panel says the machine's load while it was measured."""
@@ -596,3 +557,8 @@ def verifier_clinical_classes(result: dict, title: str, target: float = 0.90):
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no bar hidden behind it
     fig.tight_layout()
     return fig
+
+
+# Figures of pictures and rows live apart (one module stays readable); callers keep writing plotting.<name>.
+from medix_lib.plotting.pictures import (answer_lengths, data_counts, gallery_images, image_examples,  # noqa: E402
+                                         picture_sheet)
