@@ -16,6 +16,16 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+class _Names(argparse.Action):
+    """``--tasks a,b``, ``--tasks a b`` and ``--tasks a, b`` alike: one flat list (with ``nargs="+"``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names = [name for value in values for name in _csv(value)]
+        if not names:
+            parser.error(f"{option_string} needs at least one name")
+        setattr(namespace, self.dest, names)
+
+
 def cmd_run(args) -> int:
     from medix_lib import pipeline
 
@@ -34,26 +44,82 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_judge(args) -> int:
+def judge_params(values, source: str) -> dict:
+    """``Judge`` keyword arguments from a ``judge --params`` file: a mapping of ``Judge`` settings, or a stage params
+    file (``params/NN_slug/<variant>.yaml``), of which only the judge settings count.
+
+    A mapping holding any stage parameter is a stage file. Its stage is its folder's (else the first stage with all
+    its keys); a key that stage does not have (``judge_modle``) fails. Its judge settings (``judge_backend``,
+    ``judge_model``, ``judge_threshold``, ``judge_show_question``, ``judge_terminology``) over the stage's defaults
+    make the judge that stage uses (notebook 04's: the evaluation prompt); its other keys (``profile``,
+    ``judge_rounds``, ``tasks``, ...) are ignored. Anything else is read as ``Judge`` settings, an unknown one failing.
+    Only settings that differ from ``Judge``'s defaults are returned; the cache is the caller's.
+
+    >>> judge_params({"model": "m", "threshold": 0.7}, "judge.yaml")
+    {'model': 'm', 'threshold': 0.7}
+    """
+    from dataclasses import MISSING, fields
+    from pathlib import Path
+
+    from medix_lib import judge as judge_lib
+    from medix_lib import params
+
+    values = config.yaml_value(values)
+    if not isinstance(values, dict):
+        raise ValueError(f"{source} must be a mapping of judge setting: value")
+    stage_fields = {stage: {f.name for f in fields(cls)} for stage, cls in params.STAGE_PARAMS.items()}
+    if not any(k in names for names in stage_fields.values() for k in values):
+        return judge_lib.judge_settings(values, source)
+    folder = Path(source).parent.name
+    stage = folder if folder in stage_fields else next(
+        (s for s, names in stage_fields.items() if set(values) <= names), None)
+    if stage is None:
+        raise ValueError(f"{source}: unknown parameter(s) {sorted(set(values) - set().union(*stage_fields.values()))}"
+                         f" in a stage params file")
+    unknown = sorted(set(values) - stage_fields[stage])
+    if unknown:
+        raise ValueError(f"{source}: unknown parameter(s) {unknown} for {stage}; its judge settings: "
+                         f"{', '.join(f.name for f in fields(params.JudgeSettings))}")
+    judge_keys = {f.name for f in fields(params.JudgeSettings)}
+    if not judge_keys <= stage_fields[stage]:
+        return {}  # a stage without a judge (01): nothing to take
+    cfg = params.build(stage, {k: v for k, v in values.items() if k in judge_keys})
+    judge = cfg.judges()[0] if hasattr(cfg, "judges") else cfg.judge()
+    out = {}
+    for f in fields(judge_lib.Judge):
+        if not f.init or f.name == "cache_path":
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if getattr(judge, f.name) != default:
+            out[f.name] = getattr(judge, f.name)
+    return out
+
+
+def _judge_kwargs(args) -> dict:
+    """The ``Judge`` of ``python -m medix_lib judge``: the ``--params`` file's settings, then the flags."""
     import yaml
 
     from medix_lib import judge as judge_lib
 
+    settings = {}
+    if args.params:
+        with open(args.params) as fh:
+            settings = judge_params(yaml.safe_load(fh) or {}, args.params)
+    flags = {"backend": args.backend, "model": args.model, "template": args.template,
+             "threshold": args.threshold, "cache_path": args.cache, "base_url": args.base_url,
+             "show_question": True if args.show_question else None,
+             "terminology": False if args.no_terminology else None}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    # the same verdict cache the notebooks share, unless told otherwise
+    settings["cache_path"] = None if args.no_cache else settings.get("cache_path", judge_lib.machine_cache_path())
+    return settings
+
+
+def cmd_judge(args) -> int:
+    from medix_lib import judge as judge_lib
+
     try:
-        settings = {}
-        if args.params:
-            loaded = yaml.safe_load(open(args.params)) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{args.params} must be a mapping of judge setting: value")
-            settings = judge_lib.judge_settings(loaded, args.params)
-        flags = {"backend": args.backend, "model": args.model, "template": args.template,
-                 "threshold": args.threshold, "cache_path": args.cache, "base_url": args.base_url,
-                 "show_question": True if args.show_question else None,
-                 "terminology": False if args.no_terminology else None}
-        settings.update({k: v for k, v in flags.items() if v is not None})
-        # the same verdict cache the notebooks share, unless told otherwise
-        settings["cache_path"] = None if args.no_cache else settings.get("cache_path", judge_lib.machine_cache_path())
-        judge = judge_lib.Judge(**settings)
+        judge = judge_lib.Judge(**_judge_kwargs(args))
         stats = judge_lib.judge_file(judge, args.input, args.output, progress=not args.quiet)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -153,12 +219,17 @@ def cmd_evaluate(args) -> int:
             print(f"{r['name']:<{width}}  {r['protocol']:<7} {r['modality']:<6} {r['source']}")
         return 0
     try:
-        values = {"tasks": args.tasks, "candidates": {args.name: args.adapter or ""}, "compare": [],
+        if args.candidate_base_url and (args.adapter or not args.model):
+            raise ValueError("--candidate-base-url needs --model (the name its server gives the model) and no "
+                             "--adapter (the server applies its own)")
+        values = {"candidates": {args.name: args.adapter or ""}, "compare": [],
                   "task_sources": dict(s.split("=", 1) for s in args.source), "max_eval_rows": args.limit,
                   "variant": "cli", "output_dir": str(Path(args.output).resolve())}
-        flags = {"policy_model": args.model, "judge_model": args.judge, "judge_backend": args.judge_backend,
-                 "judge_rounds": args.rounds, "max_new_tokens": args.max_new_tokens,
-                 "system_prompt": args.system_prompt, "answer_guards": args.guards}
+        # a served model is named as its server names it: no local alias, path or hub id to check
+        flags = {"tasks": args.tasks, "policy_model": None if args.candidate_base_url else args.model,
+                 "judge_model": args.judge, "judge_backend": args.judge_backend, "judge_rounds": args.rounds,
+                 "max_new_tokens": args.max_new_tokens, "system_prompt": args.system_prompt,
+                 "answer_guards": args.guards}
         values.update({k: v for k, v in flags.items() if v is not None})
         cfg = params.build("04", values)
         if args.base_url:
@@ -167,7 +238,8 @@ def cmd_evaluate(args) -> int:
             os.environ["MEDIX_JUDGE_BASE_URL"] = args.base_url
         store = evaluation.ResultsStore(Path(cfg.output_dir) / "results.sqlite")
         judges = cfg.judges()
-        (candidate,) = [evaluation.Candidate(args.name, cfg.policy_model, args.adapter)]
+        candidate = evaluation.Candidate(args.name, args.model if args.candidate_base_url else cfg.policy_model,
+                                         args.adapter, args.candidate_base_url)
         evaluation.evaluate(candidate, cfg.task_rows(), judges, store, cfg.protocol(), rounds=cfg.judge_rounds,
                             replace_changed=cfg.replace_changed)
         result = evaluation.report(store, [args.name], cfg.tasks, evaluation.judge_key(judges[0]),
@@ -176,6 +248,8 @@ def cmd_evaluate(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     (Path(cfg.output_dir) / "report.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    evaluation.export_submissions(store, [args.name], cfg.tasks, evaluation.judge_key(judges[0]),
+                                  judges[0].prompt_hash, Path(cfg.output_dir) / "submissions")
     table = evaluation.table(result)
     print(table.attrs["caption"])
     print(table.to_string())
@@ -251,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--input", required=True, help="JSONL rows with reference, prediction (question optional)")
     judge.add_argument("--output", required=True, help="JSONL: each input row plus label, p_yes, error, cached, "
                                                        "judge, prompt_hash, backend, rule")
-    judge.add_argument("--params", default=None, help="YAML of Judge settings, or a stage params file (its judge_* "
-                                                      "keys are used), e.g. params/04_evaluate_with_judge/gpu.yaml")
+    judge.add_argument("--params", default=None, help="YAML of Judge settings, or a stage params file (its judge "
+                                                      "settings are used, its other keys ignored), e.g. "
+                                                      "params/04_evaluate_with_judge/gpu.yaml")
     judge.add_argument("--backend", default=None, help="judge backend: transformers or openai")
     judge.add_argument("--model", default=None, help="judge model: offline alias, hub id, local path or served name "
                                                      "(default: the shipped verifier, medix-verifier-135m)")
@@ -300,8 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=None, help="policy: offline alias, hub id or local path (default: the smoke "
                                                   "policy)")
     ev.add_argument("--adapter", default=None, help="a PEFT adapter folder over --model")
+    ev.add_argument("--candidate-base-url", default=None, metavar="URL",
+                    help="generate through this OpenAI-compatible server (vLLM, `transformers serve`, a hosted API) "
+                         "serving --model, instead of loading it here (key: $OPENAI_API_KEY)")
     ev.add_argument("--name", default="model", help="the candidate's name in the store and report")
-    ev.add_argument("--tasks", type=_csv, default=None, help="comma-separated task names (see --list-tasks)")
+    ev.add_argument("--tasks", nargs="+", action=_Names, default=None, metavar="TASK",
+                    help="task names, space- or comma-separated: --tasks medqa pubmedqa (see --list-tasks)")
     ev.add_argument("--source", action="append", default=[], metavar="TASK=PATH",
                     help="a local copy of a task's data in its published layout (repeatable)")
     ev.add_argument("--judge", default=None, help="judge model (default: the shipped verifier)")

@@ -21,8 +21,8 @@ from medix_lib import config, models, progress
 from medix_lib.config import ParamsError, StageParams
 from medix_lib.contract import OutputContract
 from medix_lib.data import SYNTH_SOURCES
-from medix_lib.judge import (DEFAULT_BACKEND, DEFAULT_MODEL, EVAL_TEMPLATE, JUDGE_BACKENDS, REWARD_TEMPLATE, Judge,
-                              machine_cache_path)
+from medix_lib.judge import (DEFAULT_BACKEND, DEFAULT_MODEL, EVAL_QUESTION_TEMPLATE, EVAL_TEMPLATE, JUDGE_BACKENDS,
+                              REWARD_TEMPLATE, Judge, machine_cache_path)
 from medix_lib.rewards import COMPONENTS, DEFAULT_EMBEDDER, MEDIX_WEIGHTS, REWARDS, SemanticReward
 
 POLICY_MODEL = "medix-vlm-135m"  # the offline policy of the smoke profile: a vision-language model (medix_lib.vlm)
@@ -68,8 +68,16 @@ class JudgeSettings:
 
     def judge(self, template: str = REWARD_TEMPLATE) -> Judge:
         return Judge(backend=self.judge_backend, model=self.judge_model, template=template,
-                     threshold=self.judge_threshold, show_question=self.judge_show_question,
+                     threshold=self.judge_threshold, show_question=self.shows_question(),
                      terminology=self.judge_terminology, cache_path=machine_cache_path())
+
+    def shows_question(self) -> bool:
+        """``judge_show_question``, with "auto" (evaluation's default) resolved: an instruction-tuned judge is shown
+        the question with its options, as in the paper's evaluation; a trained verifier (a model with a training
+        record, such as the shipped one) never is: it learned from answer pairs alone."""
+        if self.judge_show_question != "auto":
+            return self.judge_show_question
+        return models.artifact_record(self.judge_model) is None
 
     def check_judge(self) -> None:
         if self.judge_backend not in JUDGE_BACKENDS:
@@ -251,6 +259,7 @@ class EvalParams(RewardSettings, StageParams):
     compare: list[list[str]] = field(default_factory=lambda: [["warmup", "grpo"], ["base", "grpo"]])  # paired CIs
     n_bootstrap: int = 2000  # bootstrap resamples for every confidence interval
     gallery_rows: int = 4  # held-out rows per task shown in full as every candidate answered them (first by item id)
+    judge_show_question: bool | Literal["auto"] = "auto"  # auto: an LLM judge sees it (paper), a verifier never
 
     def check(self) -> None:
         from medix_lib import benchmarks
@@ -282,7 +291,7 @@ class EvalParams(RewardSettings, StageParams):
         """The judges of the majority vote, one per round (the evaluation prompt; the machine's verdict cache)."""
         import dataclasses
 
-        first = self.judge(EVAL_TEMPLATE)
+        first = self.judge(EVAL_QUESTION_TEMPLATE if self.shows_question() else EVAL_TEMPLATE)
         if self.extra_judge_models:
             return [first, *(dataclasses.replace(first, model=m) for m in self.extra_judge_models)]
         if self.judge_rounds > 1:

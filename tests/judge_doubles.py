@@ -1,5 +1,6 @@
-"""Test doubles at the judge's true boundaries: an OpenAI-compatible loopback server that injects faults, and a
-backend that counts what it is asked."""
+"""Test doubles at the judge's and the served candidate's true boundaries: OpenAI-compatible loopback servers (a
+judge that injects faults, a candidate that answers as its questions say), and a backend that counts what it is
+asked."""
 
 import json
 import socket
@@ -41,7 +42,7 @@ class StubServer:
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
                     seen = sum(r["messages"] == body["messages"] for r in stub.requests)
                 try:
-                    stub.respond(self, body["messages"][-1]["content"].split("Predicted answer")[-1], seen)
+                    stub.handle(self, body, seen)
                 finally:
                     with stub.lock:
                         stub.in_flight -= 1
@@ -51,6 +52,9 @@ class StubServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def handle(self, handler, body: dict, seen: int):
+        self.respond(handler, body["messages"][-1]["content"].split("Predicted answer")[-1], seen)
 
     def respond(self, handler, prediction: str, seen: int):
         time.sleep(self.latency)
@@ -83,6 +87,20 @@ class StubServer:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class CandidateServer(StubServer):
+    """A served candidate: answers each prompt with what its question asks for after "say:" (up to "]"), always
+    HTTP 500 when the question says FAIL; records every request (pictures arrive as data URLs)."""
+
+    def handle(self, handler, body: dict, seen: int):
+        content = body["messages"][-1]["content"]
+        text = content if isinstance(content, str) else " ".join(p.get("text") or "" for p in content)
+        if "FAIL" in text:
+            return self.send(handler, 500, b'{"error": "overloaded"}')
+        answer = text.split("say:", 1)[1].split("]", 1)[0].strip() if "say:" in text else "I do not know."
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+        self.send(handler, 200, json.dumps({"id": "c", "object": "chat.completion", "choices": [choice]}).encode())
 
 
 def http_judge(url: str, **kwargs) -> Judge:

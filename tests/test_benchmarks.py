@@ -281,10 +281,12 @@ def test_missing_image_folder_raises_naming_the_folder_and_image_root(tmp_path):
     folder = FIX / "slake" / "hub_without_images"
     with pytest.raises(_common.MissingImageError,
                        match=rf"slake: row 11: field 'img_name': image file 'xmlab1/source.jpg' not found; "
-                             rf"searched {folder / 'imgs'}, {folder}; set image_root="):
+                             rf"searched {folder / 'imgs'} \(no such folder\), {folder} \(1 entry\); set image_root="):
         list(load_slake(folder, "test"))
     shutil.copy(FIX / "pmc_vqa" / "v1" / "test_clean.csv", tmp_path)
-    with pytest.raises(bm.MissingImageError, match=rf"searched {tmp_path}, {tmp_path / 'figures'}.*image_root"):
+    with pytest.raises(bm.MissingImageError,
+                       match=rf"searched {tmp_path} \(1 entry\), {tmp_path / 'figures'} \(no such folder\)"
+                             rf".*image_root"):
         list(load_pmc_vqa(tmp_path, "test"))
     assert len(list(load_pmc_vqa(tmp_path, "test", image_root=FIX / "pmc_vqa" / "v1"))) == 2
     with pytest.raises(FileNotFoundError, match="unzip imgs.zip from BoKelvin/SLAKE and set image_root"):
@@ -417,3 +419,173 @@ def test_hub_source_offline_fails_naming_the_dataset_and_the_local_alternative(m
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match=r"medqa: cannot stream 'GBaker/MedQA-USMLE-4-options-hf' .*source="):
         list(bm.load_task("medqa"))
+
+
+# --- real public files: empty answers, denied modalities, option-dependent stems ---------------------------------
+
+
+def _slake_rows():
+    return json.loads((FIX / "slake" / "Slake1.0" / "test.json").read_text())
+
+
+def test_slake_train_row_with_an_empty_answer_is_skipped_counted_and_named(tmp_path):
+    # SLAKE's public train.json has one question whose answer is "": it must not stop the whole split
+    rows = _slake_rows()
+    (tmp_path / "train.json").write_text(json.dumps([rows[0], {**rows[0], "qid": 9835, "answer": ""}, rows[2]]))
+    shutil.copytree(FIX / "slake" / "Slake1.0" / "imgs", tmp_path / "imgs")
+    stream = load_slake(tmp_path, "train")
+    got, stats, warned = run(stream)
+    assert [r["id"] for r in got] == ["slake-11", "slake-13"] and stats["rows"] == 2
+    assert stats["skipped_empty_answer"] == 1 and stream.empty_answer_ids == ["slake-9835"]
+    assert any("row 'slake-9835': the reference answer is empty; skipped (1 so far)" in w for w in warned)
+    assert any("skipped {'skipped_empty_answer': 1}" in w and "empty reference answer: 'slake-9835'" in w
+               for w in warned)
+    assert all(r["split"] == "train" for r in got)
+
+
+def test_empty_or_null_reference_answers_are_skipped_by_every_loader(tmp_path):
+    image = str(FIX / "slake" / "Slake1.0" / "imgs" / "xmlab1" / "source.jpg")
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps({"question": "What is shown?", "answer": a,
+                                                             "image": image}) + "\n"
+                                                 for a in ("granuloma", "", None, "  ")))
+    stream = bm.load_task("pathvqa", source=tmp_path)
+    got, stats, warned = run(stream)
+    assert [r["id"] for r in got] == ["pathvqa-test-0"] and stats["skipped_empty_answer"] == 3
+    assert stream.empty_answer_ids == ["pathvqa-test-1", "pathvqa-test-2", "pathvqa-test-3"]
+    assert sum("the reference answer is empty" in w for w in warned) == 3
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "What is shown?", "image": image}) + "\n")
+    with pytest.raises(DataError, match=r"pathvqa: row 'test-0': field 'answer': missing"):  # a layout error
+        list(bm.load_task("pathvqa", source=tmp_path))
+
+
+def test_medix_r1_solution_with_a_tag_and_no_answer_is_skipped(tmp_path):
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(
+        {"id": i, "problem": "What is shown?", "solution": s, "image": None, "source": "pubmedqa"}) + "\n"
+        for i, s in enumerate(["<OTHER> yes", "<CT_SCAN> "])))
+    stream = load_medix_r1(tmp_path, "test")
+    got, stats, _ = run(stream)
+    assert [r["answer"] for r in got] == ["yes"] and stream.empty_answer_ids == ["medix_r1-1"]
+
+
+def test_absent_images_still_fail_loudly_naming_the_folder_even_beside_empty_answers(tmp_path):
+    rows = _slake_rows()
+    (tmp_path / "train.json").write_text(json.dumps([{**rows[0], "answer": ""}, rows[2]]))
+    with pytest.raises(bm.MissingImageError,
+                       match=rf"row 11: field 'img_name': image file 'xmlab1/source.jpg' not found; searched "
+                             rf"{tmp_path / 'imgs'} \(no such folder\), {tmp_path} \(1 entry\); set image_root="):
+        list(load_slake(tmp_path, "train"))
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(bm.MissingImageError, match=rf"searched {tmp_path / 'imgs'} \(0 entries\), {tmp_path} "
+                                                   rf"\(2 entries\)"):
+        list(load_slake(tmp_path, "train"))
+
+
+def _rad(qid, image, qtype, question, answer):
+    return {"image_case_url": "https://medpix.example/case", "evaluation": "given", "qid_linked_id": "x", "qid": qid,
+            "image_name": image, "image_organ": "ABD", "question_type": qtype,
+            "answer_type": "CLOSED", "phrase_type": "test_freeform", "question": question, "answer": answer}
+
+
+def test_vqa_rad_modality_question_denied_by_its_answer_is_not_the_images_modality(tmp_path):
+    from medix_lib.benchmarks.vqa_rad import IMAGE_FOLDER, ORIGINAL_JSON
+
+    (tmp_path / ORIGINAL_JSON).write_text(json.dumps([
+        _rad(10, "synpic300.jpg", "MODALITY", "Is this a CT image?", "no"),
+        _rad(11, "synpic300.jpg", "PRES", "Is the liver enlarged?", "yes"),
+        _rad(12, "synpic200.jpg", "MODALITY", "Is this an MRI?", "No, CT"),
+        _rad(13, "synpic100.jpg", "OTHER", "Is this a CT image?", "yes"),  # mislabelled type: no image evidence
+    ]))
+    shutil.copytree(FIX / "vqa_rad" / "original" / IMAGE_FOLDER, tmp_path / IMAGE_FOLDER)
+    rows, stats, _ = run(load_vqa_rad(tmp_path, "test"))
+    assert {r["id"]: r["modality"] for r in rows} == {
+        "vqa_rad-10": "OTHER",  # was CT_SCAN: the question's modality, although the answer says no
+        "vqa_rad-11": "OTHER", "vqa_rad-12": "CT_SCAN", "vqa_rad-13": "CT_SCAN"}
+    assert stats["modality_unknown"] == 2 and stats["modality_inferred_from_question"] == 2
+
+
+@pytest.mark.parametrize("question,answer,modality", [
+    ("Is this a CT image?", "yes", "CT_SCAN"),
+    ("Is this a CT image?", "no", None),
+    ("is this an mri?", "No", None),
+    ("Is the image an MRI scan?", "no", None),
+    ("Was this image taken with ultrasound?", "no", None),
+    ("Is this a T2 weighted image?", "no", None),
+    ("Is this a CT image?", "no, it is an MRI", "MRI_SCAN"),
+    ("Is this an MRI?", "No, CT", "CT_SCAN"),
+    ("Is this a chest x-ray?", "yes", "X_RAY"),
+    ("Is there contrast in this CT?", "no", "CT_SCAN"),  # asks about contrast: the image is still a CT
+    ("Is this a mass in the CT?", "no", "CT_SCAN"),
+    ("How many kidneys are seen on this CT?", "2", "CT_SCAN"),
+    ("Is the liver enlarged?", "no", None),
+])
+def test_vqa_rad_row_modality_yes_and_no(question, answer, modality):
+    from medix_lib.benchmarks.vqa_rad import row_modality
+
+    assert row_modality(question, answer) == modality
+
+
+OPTION_DEPENDENT_STEMS = [
+    "Which of these muscles is not innervated by the femoral nerve?",
+    "Which of these is not a branch of the external carotid artery?",
+    "A 45-year-old man has a productive cough. Which of these findings is not consistent with pneumonia?",
+    "Which of the following statements about the brachial plexus is incorrect?",
+    "Which of the following statements about DNA replication is true?",
+    "Which one of the following statements concerning enzymes is correct?",
+    "Which of the following statements is correct?",
+    "Which of the following is true?",
+    "Which of the following is false?",
+    "Which of the following is true of the lymphatic system?",
+    "Which of the following is correct regarding the cranial nerves?",
+    "Which of the following is an incorrect statement about meiosis?",
+    "All of the following are branches of the facial nerve EXCEPT",
+    "All of the following are features of Horner syndrome except:",
+    "The following are causes of hypercalcaemia, except",
+    "Which is NOT a feature of nephrotic syndrome?",
+    "Which is not a feature of nephrotic syndrome?",
+    "Which of the following would not be expected in a patient with hyperthyroidism?",
+    "Which of the following drugs does not cross the placenta?",
+    "Which of the following drugs can't be given in pregnancy?",
+    "Which of the following is least likely to cause hypokalaemia?",
+    "Which of the following would be the least appropriate treatment?",
+]
+WELL_POSED_STEMS = [
+    "Which of the following is the most likely diagnosis?",
+    "A 60-year-old man has crushing chest pain. Which of the following is the most likely diagnosis?",
+    "Labs are normal except for low ferritin. Which of the following is the most likely diagnosis?",
+    "Which of the following is the correct diagnosis?",
+    "Which of the following is the most appropriate next step in management?",
+    "Which of the following best describes the mechanism of action of aspirin?",
+    "Which of the following is most likely to be found in a patient who is not vaccinated?",
+    "Which drug is most appropriate for a patient who cannot take aspirin?",
+    "Which of these bones forms the lateral part of the ankle?",
+    "Which of the following muscles is responsible for abduction of the arm?",
+    "Which artery is occluded?",
+    "What is the normal resting heart rate of an adult?",
+    "The patient is NOT allergic to penicillin. What is the best treatment?",
+    "A woman has a rash which is not itchy. What is the most likely diagnosis?",
+]
+
+
+@pytest.mark.parametrize("stem", OPTION_DEPENDENT_STEMS)
+def test_option_dependent_stems_are_dropped(stem):
+    assert _mcq.option_dependence(stem, ["w", "x", "y", "z"], 0) is not None
+
+
+@pytest.mark.parametrize("stem", WELL_POSED_STEMS)
+def test_well_posed_stems_are_kept(stem):
+    assert _mcq.option_dependence(stem, ["w", "x", "y", "z"], 0) is None
+
+
+def test_mmlu_drops_option_dependent_stems_from_the_original_release(tmp_path):
+    import csv
+
+    path = tmp_path / "data" / "test" / "anatomy_test.csv"
+    path.parent.mkdir(parents=True)
+    stems = [*OPTION_DEPENDENT_STEMS[:4], *WELL_POSED_STEMS[:3]]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([[s, "Alpha", "Beta", "Gamma", "Delta", "B"] for s in stems])
+    rows, stats, _ = run(load_mmlu(tmp_path, "test", subject="anatomy"))
+    assert [r["question"] for r in rows] == WELL_POSED_STEMS[:3]
+    assert stats["skipped_option_dependent"] == 4
+    kept, stats, _ = run(load_mmlu(tmp_path, "test", subject="anatomy", keep_option_dependent=True))
+    assert len(kept) == 7 and stats["kept_option_dependent"] == 4

@@ -13,11 +13,12 @@ import time
 import pytest
 
 from medix_lib import artifacts, evaluation, params
+from medix_lib import judge as J
 from medix_lib.contract import OutputContract
 from medix_lib.evaluation import stats
 from medix_lib.judge import Judge
 from medix_lib.rewards import AccuracyReward
-from tests.judge_doubles import http_judge
+from tests.judge_doubles import CountingBackend, http_judge
 
 QUESTIONS = [("Which vitamin deficiency causes scurvy?", "vitamin C"), ("Which organ makes insulin?", "pancreas"),
              ("Which bone is in the thigh?", "femur"), ("Which virus causes shingles?", "varicella zoster virus"),
@@ -184,7 +185,7 @@ def test_every_stored_response_is_exported_with_its_verdict_and_refusal(stub, tm
     optional = {"verdict": str, "p_yes": float, "score": float, "refused_by": str}
     for row in lines:
         assert list(row) == ["candidate", "task", "item", "prompt", "reference", "response", "final_answer",
-                             *optional]
+                             *optional, "task_type", "modality"]
         assert all(isinstance(row[k], str) for k in list(row)[:7])
         assert all(row[k] is None or isinstance(row[k], t) for k, t in optional.items())
     right, ramble, exact, wrong = lines[:4]
@@ -301,6 +302,185 @@ def test_params_refuse_rounds_that_are_not_independent():
                                                      "extra_judge_models": ["smollm2-135m-instruct"]}).judges()) == 2
 
 
+# --- report tasks, question types and modalities, the release's layout ---------------------------------------------
+
+
+class RubricCounting(CountingBackend):
+    """The counting backend that also grades reports: P(YES) 0.9 for a prediction (the last quoted field) that says
+    "attack", else 0.1; a report saying it 4/5, else 1/5."""
+
+    def score(self, prompts, progress=False, rubric=False):
+        CountingBackend.calls.append(prompts)
+        said = ["attack" in p[-1]["content"].rsplit("<<<", 1)[-1] for p in prompts]
+        return [J.Score(score=0.8 if s else 0.2) if rubric else J.Score(p_yes=0.9 if s else 0.1) for s in said]
+
+
+# item, task_type, modality, answer: the store gets the responses without type and modality (as a store written
+# before they were kept); the runner fills them in from the rows
+OPEN_ITEMS = [("i0", "open", "OTHER", "attack one"), ("i1", "yes_no", "X_RAY", "attack two"),
+              ("i2", "mcq", "X_RAY", "nothing"), ("i3", None, None, "none")]
+REPORT_ITEMS = [("r0", "report", "X_RAY", "an attack report"), ("r1", "report", "X_RAY", "attack"),
+                ("r2", "report", "X_RAY", "clear lungs")]
+
+
+def _rubric_run(tmp_path, monkeypatch, counting):
+    """A judge_task-graded text task and a report task (metric judge_rubric) run through ``evaluate`` from responses
+    already stored: nothing is generated, the report task is graded with the rubric prompt, the other with the
+    judge's own."""
+    monkeypatch.setitem(J.JUDGE_BACKENDS, "rubric_counting", RubricCounting)
+    store = evaluation.ResultsStore(tmp_path / "results.sqlite")
+    candidate, protocol = evaluation.Candidate("m", "smollm2-135m-instruct"), evaluation.Protocol()
+    tasks = {"synthetic_text": OPEN_ITEMS, "mimic_cxr_summarization": REPORT_ITEMS}
+    store.register("m", candidate.settings(protocol))
+    for task, items in tasks.items():
+        store.put_responses("m", task, [
+            {"item": i, "prompt": "Summarise the findings.", "reference": "a heart attack", "choices": None,
+             "response": f"<answer>{a}</answer>", "answer": a} for i, _, _, a in items])
+    rows = {task: (lambda items=items: [{"id": i, "question": "Summarise the findings.", "answer": "a heart attack",
+                                         "task_type": kind, "modality": modality, "choices": None, "image": None}
+                                        for i, kind, modality, _ in items])
+            for task, items in tasks.items()}
+    judge = Judge(backend="rubric_counting", model="m", threshold=0.5, terminology=False)
+    summary = evaluation.evaluate(candidate, rows, [judge], store, protocol, progress=False)
+    assert summary["policy_loaded"] is False and all(summary[t]["generated"] == 0 for t in tasks)
+    return store, judge, list(tasks)
+
+
+def test_report_tasks_graded_with_the_rubric_reach_the_report_and_its_macro_average(tmp_path, monkeypatch, counting):
+    """The MIMIC tasks' verdicts are stored under the rubric prompt's hash; the report once read only the judge's
+    own, so both tasks fell silently out of the table and the macro average."""
+    store, judge, tasks = _rubric_run(tmp_path, monkeypatch, counting)
+    key, rubric = evaluation.judge_key(judge), Judge(backend="rubric_counting", model="m", template="rubric-v1")
+    assert store.verdicts("m", "mimic_cxr_summarization", key, judge.prompt_hash) == {}
+    assert len(store.verdicts("m", "mimic_cxr_summarization", key, rubric.prompt_hash)) == 3
+    assert evaluation.task_prompt_hash("mimic_cxr_summarization", judge.prompt_hash) == rubric.prompt_hash
+    result = evaluation.report(store, ["m"], tasks, key, judge.prompt_hash, 200)
+    assert result["prompt_hashes"] == {"synthetic_text": judge.prompt_hash,
+                                       "mimic_cxr_summarization": rubric.prompt_hash}
+    report_task = result["tasks"]["mimic_cxr_summarization"]["m"]
+    assert (report_task["n"], report_task["scored"]) == (3, 3)
+    assert report_task["accuracy"] == pytest.approx((0.8 + 0.8 + 0.2) / 3)  # mean grade / 5
+    assert result["tasks"]["synthetic_text"]["m"]["accuracy"] == 0.5
+    assert result["macro"]["m"]["tasks"] == 2
+    assert result["macro"]["m"]["accuracy"] == pytest.approx((0.5 + 0.6) / 2)
+    table = evaluation.table(result)
+    assert table.loc[("mimic_cxr_summarization", "m"), "accuracy"] == 0.6
+    assert f"mimic_cxr_summarization: prompt {rubric.prompt_hash}" in table.attrs["caption"]
+    exported = tmp_path / "responses.jsonl"
+    evaluation.export_responses(store, ["m"], tasks, key, judge.prompt_hash, exported)
+    lines = {r["item"]: r for r in map(json.loads, exported.read_text().splitlines())}
+    assert (lines["r0"]["score"], lines["r2"]["score"]) == (0.8, 0.2)
+
+
+def test_accuracy_by_question_type_and_modality_sums_to_each_task(tmp_path, monkeypatch, counting):
+    store, judge, tasks = _rubric_run(tmp_path, monkeypatch, counting)
+    stored = {r["item"]: (r["task_type"], r["modality"]) for r in store.responses("m", "synthetic_text")}
+    assert stored == {i: (kind, modality) for i, kind, modality, _ in OPEN_ITEMS}, "filled in from the rows"
+    result = evaluation.report(store, ["m"], tasks, evaluation.judge_key(judge), judge.prompt_hash, 200)
+    for task in tasks:
+        summary = result["tasks"][task]["m"]
+        for split in ("by_type", "by_modality"):
+            assert sum(f["n"] for f in summary[split].values()) == summary["n"], (task, split)
+            assert sum(f["scored"] for f in summary[split].values()) == summary["scored"], (task, split)
+    by_type = result["tasks"]["synthetic_text"]["m"]["by_type"]
+    assert {f: (s["n"], s["accuracy"]) for f, s in by_type.items()} == {"open": (1, 1.0), "closed": (2, 0.5),
+                                                                         "unknown": (1, 0.0)}
+    assert list(by_type) == ["open", "closed", "unknown"]
+    closed = by_type["closed"]
+    assert closed["ci_low"] <= closed["accuracy"] <= closed["ci_high"]
+    by_modality = result["tasks"]["synthetic_text"]["m"]["by_modality"]
+    assert {f: s["n"] for f, s in by_modality.items()} == {"OTHER": 1, "X_RAY": 2, "unknown": 1}
+    pooled = result["families"]["m"]
+    assert {f: s["n"] for f, s in pooled["by_type"].items()} == {"open": 1, "closed": 2, "report": 3, "unknown": 1}
+    assert pooled["by_modality"]["X_RAY"]["n"] == 5
+    assert pooled["by_modality"]["X_RAY"]["accuracy"] == pytest.approx((1 + 0 + 0.8 + 0.8 + 0.2) / 5)
+    types = evaluation.breakdown_table(result, by="type")
+    assert types.loc[("synthetic_text", "m", "closed"), "n"] == 2
+    assert types.loc[("all tasks", "m", "report"), "accuracy"] == 0.6
+    modalities = evaluation.breakdown_table(result, by="modality")
+    assert modalities.loc[("all tasks", "m", "X_RAY"), "n"] == 5
+    assert modalities.xs("synthetic_text")["n"].sum() == result["tasks"]["synthetic_text"]["m"]["n"]
+    with pytest.raises(ValueError, match="breakdown by 'task'"):
+        evaluation.breakdown_table(result, by="task")
+
+
+def test_a_store_written_before_types_and_modalities_were_kept_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE responses (model TEXT, task TEXT, item TEXT, prompt TEXT, reference TEXT, choices TEXT,
+            response TEXT, answer TEXT, created REAL, PRIMARY KEY (model, task, item));
+        INSERT INTO responses VALUES ('m', 't', 'old', 'q', 'a', 'null', 'r', 'a', 0.0);""")
+    old.commit()
+    old.close()
+    store = evaluation.ResultsStore(path)
+    evaluation.ResultsStore(path)  # opened again: nothing left to add
+    assert store.responses("m", "t")[0]["task_type"] is None and store.responses("m", "t")[0]["modality"] is None
+    store.put_responses("m", "t", [{"item": "new", "prompt": "q", "reference": "a", "choices": None, "response": "r",
+                                    "answer": "a", "task_type": "yes_no", "modality": "CT_SCAN"}])
+    scores = evaluation.report(store, ["m"], ["t"], "judge", "hash", 200)["tasks"]["t"]["m"]
+    assert {f: s["n"] for f, s in scores["by_type"].items()} == {"closed": 1, "unknown": 1}
+    assert {f: s["n"] for f, s in scores["by_modality"].items()} == {"CT_SCAN": 1, "unknown": 1}
+    rows = [{"id": "old", "task_type": "open", "modality": "OTHER"}, {"id": "new", "task_type": "open",
+                                                                      "modality": "OTHER"}]
+    assert store.fill_item_info("m", "t", rows) == 1
+    assert store.fill_item_info("m", "t", rows) == 0
+    kinds = {r["item"]: (r["task_type"], r["modality"]) for r in store.responses("m", "t")}
+    assert kinds == {"old": ("open", "OTHER"), "new": ("yes_no", "CT_SCAN")}, "only what was missing is filled"
+
+
+def _release_scores(lines: list[dict]) -> dict[str, float]:
+    """The MediX-R1 release's scoring phase (eval/eval.py --score) on its _eval.jsonl lines: the task is the id
+    without its last "_" part; a MIMIC task's score is a grade 0-5 summed over 5 per item, any other's 1 or 0."""
+    sums: dict[str, list[float]] = {}
+    for line in lines:
+        task, score = "_".join(line["id"].split("_")[:-1]), line["evaluation"]["score"]
+        total = sums.setdefault(task, [0.0, 0.0])
+        if "mimic" in line["id"]:
+            total[0], total[1] = total[0] + float(score), total[1] + 5
+        else:
+            total[0], total[1] = total[0] + (1 if int(score) else 0), total[1] + 1
+    return {task: got / most for task, (got, most) in sums.items()}
+
+
+def test_submissions_in_the_release_layout_score_as_the_report_does(tmp_path, monkeypatch, counting):
+    store, judge, tasks = _rubric_run(tmp_path, monkeypatch, counting)
+    key = evaluation.judge_key(judge)
+    written = evaluation.export_submissions(store, ["m"], tasks, key, judge.prompt_hash, tmp_path / "submissions")
+    folder = tmp_path / "submissions" / "m"
+    assert written == {"m": {"responses": folder / "m.jsonl", "eval": folder / "m_eval.jsonl"}}
+    generated = [json.loads(line) for line in (folder / "m.jsonl").read_text().splitlines()]
+    judged = [json.loads(line) for line in (folder / "m_eval.jsonl").read_text().splitlines()]
+    assert len(generated) == len(judged) == 7
+    assert [g["id"] for g in generated] == [f"synthetic_text_{k}" for k in range(4)] + [
+        f"mimic_cxr_report_summarization_{k}" for k in range(3)]  # the release's name for the task
+    for line in generated:
+        assert list(line) == ["id", "question", "answer", "response", "answer_idx", "item", "task", "final_answer"]
+    assert generated[4] | {"evaluation": {"score": pytest.approx(4.0)}} == judged[4]  # a grade 0-5, as the release
+    assert judged[0]["evaluation"] == {"score": 1} and judged[2]["evaluation"] == {"score": 0}
+    result = evaluation.report(store, ["m"], tasks, key, judge.prompt_hash, 200)
+    assert _release_scores(judged) == pytest.approx({"synthetic_text": result["tasks"]["synthetic_text"]["m"][
+        "accuracy"], "mimic_cxr_report_summarization": result["tasks"]["mimic_cxr_summarization"]["m"]["accuracy"]})
+
+
+def test_submissions_give_mcq_items_their_option_letter_and_leave_unjudged_ones_out_of_the_eval_file(tmp_path):
+    store = evaluation.ResultsStore(tmp_path / "results.sqlite")
+    for name in ("grpo-1", "grpo_1"):
+        store.register(name, {"policy": name})
+    store.put_responses("grpo-1", "medqa", [
+        {"item": f"q{k}", "prompt": "Site?\nChoices: A. Ovary B. Ampulla", "reference": "Ampulla",
+         "choices": ["Ovary", "Ampulla"], "response": "B", "answer": "B"} for k in range(2)])
+    store.put_verdicts("grpo-1", "medqa", "judge", "hash", 0, [{"item": "q0", "label": True}])
+    written = evaluation.export_submissions(store, ["grpo-1"], ["medqa"], "judge", "hash", tmp_path / "out")
+    generated = [json.loads(line) for line in written["grpo-1"]["responses"].read_text().splitlines()]
+    judged = [json.loads(line) for line in written["grpo-1"]["eval"].read_text().splitlines()]
+    assert written["grpo-1"]["eval"] == tmp_path / "out" / "grpo_1" / "grpo_1_eval.jsonl"  # the release's file name
+    assert [g["answer_idx"] for g in generated] == ["B", "B"]
+    assert [(j["id"], j["evaluation"]) for j in judged] == [("medqa_0", {"score": 1})]
+    with pytest.raises(ValueError, match="cannot tell apart"):
+        evaluation.export_submissions(store, ["grpo-1", "grpo_1"], ["medqa"], "judge", "hash", tmp_path / "out")
+
+
 # --- a fixture task end to end, killed and resumed -----------------------------------------------------------------
 
 
@@ -344,7 +524,7 @@ def test_evaluation_resumes_after_sigkill_without_redoing_or_duplicating(stub, t
     assert verdicts == (len(QUESTIONS), len(QUESTIONS))
     report = json.loads((out / "report.json").read_text())
     assert report["tasks"]["medqa"]["base"]["n"] == len(QUESTIONS)
-    assert report["prompt_hash"] and report["judge"] == "openai:stub-judge+terminology"
+    assert report["prompt_hash"] and report["judge"] == "openai:stub-judge+terminology+question"  # an LLM judge
 
     calls = len(stub.requests)
     again = subprocess.run(_evaluate(out, source, stub.url), env=env, capture_output=True, text=True, timeout=900)

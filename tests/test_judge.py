@@ -3,12 +3,9 @@ the local logits backend, prompt-injection hardening and meta-evaluation."""
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -330,40 +327,6 @@ def test_meta_evaluate_metrics(counting):
 
 
 # --------------------------------------------------------------------------- a real OpenAI-compatible server
-@pytest.fixture(scope="module")
-def transformers_serve():
-    from medix_lib import models
-
-    exe = Path(sys.executable).parent / "transformers"
-    if not exe.exists():
-        pytest.skip("`transformers serve` is not installed (transformers[serving])")
-    path = models.resolve_path("smollm2-135m-instruct")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(exe), "serve", path, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("transformers serve did not come up within 60 s")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.slow
 def test_real_openai_compatible_server(transformers_serve):
     url, model = transformers_serve

@@ -79,3 +79,38 @@ def test_task_accuracy_labels_refusals_per_candidate_and_never_counts_exact_matc
     fig = plotting.task_accuracy(result, "judge accuracy")
     assert "refused" not in fig.axes[0].get_xticklabels()[0].get_text()
     plt.close(fig)
+
+
+def test_accuracy_by_family_pools_every_task_per_candidate_with_n_under_each_group(tmp_path):
+    """Open and closed questions and each modality, per candidate, over both tasks: grpo gains only on closed
+    questions; n under each group, a "/" where the candidates answered different numbers."""
+    import matplotlib.pyplot as plt
+
+    from medix_lib import evaluation
+
+    store = evaluation.ResultsStore(tmp_path / "results.sqlite")
+    items = {"synthetic_text": [("open", "OTHER"), ("open", "OTHER"), ("yes_no", "OTHER"), ("mcq", "OTHER")],
+             "synthetic_image": [("open", "CT_SCAN"), ("yes_no", "CT_SCAN")]}
+    right = {"base": {"i0", "i2"}, "grpo": {"i0", "i2", "i3"}}
+    for model in ("base", "grpo"):
+        store.register(model, {"policy": model})
+        for task, kinds in items.items():
+            kinds = kinds[:1] if model == "base" and task == "synthetic_image" else kinds  # base answered fewer
+            store.put_responses(model, task, [
+                {"item": f"i{k}", "prompt": "q", "reference": "a", "choices": None, "response": "r", "answer": "r",
+                 "task_type": kind, "modality": modality} for k, (kind, modality) in enumerate(kinds)])
+            store.put_verdicts(model, task, "judge", "hash", 0, [
+                {"item": f"i{k}", "label": task == "synthetic_text" and f"i{k}" in right[model]}
+                for k in range(len(kinds))])
+    result = evaluation.report(store, ["base", "grpo"], list(items), "judge", "hash", n_boot=200)
+    fig = plotting.accuracy_by_family(result, "accuracy by family")
+    types, modalities = fig.axes[:2]
+    assert [t.get_text() for t in types.get_xticklabels()] == ["open\nn=3", "closed\n(yes/no, MCQ)\nn=2/3"]
+    assert [t.get_text() for t in modalities.get_xticklabels()] == ["CT_SCAN\nn=1/2", "OTHER\nn=4"]
+    heights = {c.get_label(): [round(p.get_height(), 3) for p in c.patches] for c in types.containers
+               if hasattr(c, "patches")}
+    assert heights == {"base": [0.333, 0.5], "grpo": [0.333, round(2 / 3, 3)]}
+    assert "judge judge, prompt hash" in fig.texts[0].get_text()
+    paths = plotting.save_figure(fig, tmp_path, "accuracy_by_family")
+    assert all(p.stat().st_size > 0 for p in paths)
+    plt.close("all")

@@ -51,6 +51,9 @@ class Task:
     data_from: str  # where the data comes from, for people: hub id and config, and the local layouts read
     needs_credentials: bool = False
     paper: bool = True  # one of the paper's 17 tasks (unweighted macro average)
+    # answers are drawn from the prompt by design (a summary of the report given, a conclusion from the abstract
+    # given): the evaluation's restates-prompt rule, which zeroes an answer made only of the prompt's words, is off
+    answer_from_prompt: bool = False
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,10 +80,10 @@ _TASKS = [
          kwargs={"keep_option_dependent": True}),
     Task("pubmedqa", load_pubmedqa, "test", "yes_no", "judge", "text", MEDIX_EVAL_SETS,
          f"{MEDIX_EVAL_SETS}:pubmedqa, or the original data/ori_pqal.json + test_ground_truth.json",
-         kwargs={"config": "pubmedqa"}),
+         answer_from_prompt=True, kwargs={"config": "pubmedqa"}),
     Task("mimic_cxr_summarization", load_mimic_cxr, "test", "report", "judge_rubric", "text", MEDIX_EVAL_SETS,
          f"{MEDIX_EVAL_SETS}:mimic_cxr, or PhysioNet mimic-cxr-reports + mimic-cxr-2.0.0-split.csv.gz",
-         needs_credentials=True, kwargs={"task": "summarization", "config": "mimic_cxr"}),
+         needs_credentials=True, answer_from_prompt=True, kwargs={"task": "summarization", "config": "mimic_cxr"}),
     Task("slake", load_slake, "test", "open", "judge", "image", "BoKelvin/SLAKE",
          "BoKelvin/SLAKE or Slake1.0 (test.json + imgs/; image_root when streaming)", kwargs={"language": "en"}),
     Task("vqa_rad", load_vqa_rad, "test", "open", "judge", "image", "flaviagiammarino/vqa-rad",

@@ -226,6 +226,17 @@ def as_text(value: Any, dataset: str, row_id: Any, name: str) -> str:
     return out
 
 
+def reference(rec: dict, name: str, dataset: str, row_id: Any) -> str:
+    """The reference answer in field ``name`` as stripped text, ``""`` when the record leaves it empty (null or
+    blank): :class:`RowStream` skips such a row, counts and names it, rather than let one gap stop the split (SLAKE's
+    public ``train.json`` has one). A record without the field at all is a layout error, raised as by :func:`text`."""
+    if name not in rec:
+        raise DataError(dataset, row_id, name, f"missing; the record has {sorted(k for k in rec if k[0] != '_')}")
+    if rec[name] is None or (isinstance(rec[name], str) and not rec[name].strip()):
+        return ""
+    return as_text(rec[name], dataset, row_id, name)
+
+
 def task_for_answer(answer: str) -> str:
     return "yes_no" if answer.strip().lower() in ("yes", "no") else "open"
 
@@ -245,6 +256,14 @@ def make_row(dataset: str, rid: Any, split: Split, question: str, answer: str, m
 class MissingImageError(FileNotFoundError):
     """An image file a record names is not on disk: the image folder is missing or ``image_root`` points elsewhere.
     Unlike an unreadable file (skipped and counted), this stops the load: every later row would be lost too."""
+
+
+def _holds(folder: Path) -> str:
+    """What a searched image folder holds, for the missing-image error: absent, or how many entries."""
+    if not folder.is_dir():
+        return "no such folder"
+    n = sum(1 for _ in folder.iterdir())
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 class _CorruptImage(Exception):
@@ -275,7 +294,7 @@ class ImageFolders:
         for folder in self.folders:
             if (folder / name).is_file():
                 return folder / name
-        searched = ", ".join(str(f) for f in self.folders) or "no folder (the records came from the hub)"
+        searched = ", ".join(f"{f} ({_holds(f)})" for f in self.folders) or "no folder (the records came from the hub)"
         raise MissingImageError(f"{self.dataset}: row {row_id!r}: field {field!r}: image file {name!r} not found; "
                                 f"searched {searched}; set image_root=<folder holding the images>{self.hint}")
 
@@ -321,9 +340,12 @@ class ImageFolders:
 class RowStream:
     """A lazy, re-iterable stream of validated schema rows from one task; images decode one row at a time.
 
-    ``stats`` counts rows yielded, rows skipped (``skipped_*``: unreadable image, option-dependent MCQ, ...) and rows
-    filtered by design (``filtered_*``: another language, another subset); skips also raise one warning at the end of
-    each pass, so nothing is dropped silently.
+    ``stats`` counts rows yielded, rows skipped (``skipped_*``: unreadable image, option-dependent MCQ, empty reference
+    answer, ...) and rows filtered by design (``filtered_*``: another language, another subset); skips also raise one
+    warning at the end of each pass, so nothing is dropped silently. A row whose reference answer is empty is skipped
+    here, whichever loader made it (``skipped_empty_answer``; the first three warned by id, every id kept in
+    ``empty_answer_ids`` and named in the closing warning); a missing image is never skipped
+    (:class:`MissingImageError`).
     """
 
     def __init__(self, name: str, make: Callable[[Counter], Iterator[dict]], limit: int | None = None):
@@ -331,18 +353,33 @@ class RowStream:
             raise ValueError(f"{name}: limit must be >= 0, got {limit}")
         self.name, self._make, self.limit = name, make, limit
         self.stats: Counter = Counter()
+        self.empty_answer_ids: list[str] = []
 
     def __iter__(self) -> Iterator[dict]:
-        self.stats = Counter()
+        self.stats, self.empty_answer_ids = Counter(), []
         if self.limit != 0:
             for row in self._make(self.stats):
+                if isinstance(row.get("answer"), str) and not row["answer"].strip():
+                    self._skip_empty_answer(row)
+                    continue
                 yield validate_row(row, self.name)
                 self.stats["rows"] += 1
                 if self.limit is not None and self.stats["rows"] >= self.limit:
                     break
         skipped = {k: v for k, v in sorted(self.stats.items()) if k.startswith("skipped")}
         if skipped:
-            warnings.warn(f"{self.name}: skipped {skipped} (see RowStream.stats)", stacklevel=2)
+            ids = self.empty_answer_ids
+            named = (f"; rows with an empty reference answer: {', '.join(map(repr, ids[:10]))}"
+                     f"{f' and {len(ids) - 10} more' if len(ids) > 10 else ''}") if ids else ""
+            warnings.warn(f"{self.name}: skipped {skipped} (see RowStream.stats){named}", stacklevel=2)
+
+    def _skip_empty_answer(self, row: dict) -> None:
+        self.stats["skipped_empty_answer"] += 1
+        self.empty_answer_ids.append(str(row.get("id", "?")))
+        n = self.stats["skipped_empty_answer"]
+        if n <= 3:
+            warnings.warn(f"{self.name}: row {row.get('id', '?')!r}: the reference answer is empty; skipped "
+                          f"({n} so far)", stacklevel=3)
 
     def to_dataset(self, cache_dir: str | None = None) -> datasets.Dataset:
         """Materialise to an Arrow-backed ``Dataset`` with the schema's features (written to disk, not memory)."""

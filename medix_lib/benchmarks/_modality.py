@@ -43,5 +43,14 @@ def infer_modality(text: str) -> str | None:
     """
     if negated(text):
         return None
-    found = {tag for tag, pattern in _MODALITY_WORDS if re.search(pattern, text, re.I)}
+    found = named_modalities(text)
     return found.pop() if len(found) == 1 else None
+
+
+def named_modalities(text: str) -> set[str]:
+    """Every modality tag ``text`` names, negated or not.
+
+    >>> sorted(named_modalities("CT or MRI?")), named_modalities("not an ultrasound")
+    (['CT_SCAN', 'MRI_SCAN'], {'ULTRASOUND'})
+    """
+    return {tag for tag, pattern in _MODALITY_WORDS if re.search(pattern, text, re.I)}

@@ -26,7 +26,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from ._common import ImageFolders, MissingImageError, RowStream, locate, make_row, read_file, resolve_split, text
+from ._common import (ImageFolders, MissingImageError, RowStream, locate, make_row, read_file, reference,
+                      resolve_split, text)
 
 TASKS = ("report", "summarization")
 REPORT_PROMPT = "Generate a detailed report based on the scan."
@@ -124,12 +125,12 @@ def load_mimic_cxr(source: str | Path = "sahalshajim/medix-eval-sets", split: st
                 report = " ".join(f"{k}: {v}" for k, v in (("FINDINGS", findings), ("IMPRESSION", impression)) if v)
                 summary = impression if findings else ""
             else:
-                report, summary = text(rec, "report", name, rid), text(rec, "summary", name, rid)
+                report, summary = reference(rec, "report", name, rid), reference(rec, "summary", name, rid)
             if task == "summarization":
-                if not summary:
+                source_text = findings if "findings" in rec else report
+                if not summary or not source_text:
                     stats["skipped_no_findings_or_impression"] += 1
                     continue
-                source_text = findings if "findings" in rec else report
                 yield make_row(name, rid, sp, f"{SUMMARY_PROMPT}\n\nReport:\n{source_text}", summary, "X_RAY",
                                "report")
                 continue

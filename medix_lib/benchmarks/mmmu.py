@@ -23,7 +23,7 @@ from pathlib import Path
 
 from medix_lib.data import DataError
 
-from ._common import ImageFolders, RowStream, Split, as_text, locate, make_row, resolve_split, text
+from ._common import ImageFolders, RowStream, Split, as_text, locate, make_row, reference, resolve_split, text
 from ._mcq import mcq_row
 from ._modality import infer_modality
 
@@ -73,7 +73,7 @@ def load_mmmu(source: str | Path = "MMMU/MMMU", split: str = "validation", subje
                 if not ok:
                     continue
                 modality = modality_from_img_type(str(rec.get("img_type") or ""), question)
-                answer = text(rec, "answer", name, rid)
+                answer = reference(rec, "answer", name, rid)
                 if rec.get("question_type") == "open":
                     yield make_row(name, rid, sp, question, answer, modality, "open", img)
                     continue

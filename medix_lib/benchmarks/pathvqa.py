@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ._common import ImageFolders, RowStream, locate, make_row, resolve_split, task_for_answer, text
+from ._common import ImageFolders, RowStream, locate, make_row, reference, resolve_split, task_for_answer, text
 
 
 def load_pathvqa(source: str | Path = "flaviagiammarino/path-vqa", split: str = "test",
@@ -30,7 +30,7 @@ def load_pathvqa(source: str | Path = "flaviagiammarino/path-vqa", split: str = 
         images = ImageFolders.under(name, image_root, found.root)
         for i, rec in enumerate(found.records()):
             rid = f"{sp.name}-{i}"
-            question, answer = text(rec, "question", name, rid), text(rec, "answer", name, rid)
+            question, answer = text(rec, "question", name, rid), reference(rec, "answer", name, rid)
             ok, img = images.open(rec.get("image"), rid, "image", image_size, stats)
             if ok:
                 yield make_row(name, rid, sp, question, answer, "MICROSCOPY", task_for_answer(answer), img)

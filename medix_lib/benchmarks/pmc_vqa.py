@@ -26,7 +26,8 @@ from pathlib import Path
 
 from medix_lib.data import DataError
 
-from ._common import ImageFolders, RowStream, as_text, locate, make_row, resolve_split, task_for_answer, text
+from ._common import (ImageFolders, RowStream, as_text, locate, make_row, reference, resolve_split, task_for_answer,
+                      text)
 from ._mcq import mcq_row
 from ._modality import infer_modality
 
@@ -96,7 +97,7 @@ def load_pmc_vqa(source: str | Path = "sahalshajim/medix-eval-sets", split: str 
                 modality = infer_modality(f"{question} {options[idx]}") or "OTHER"
                 row = mcq_row(name, rid, sp, question, options, idx, stats, keep_option_dependent, modality, img)
             else:
-                answer = text(rec, "answer", name, rid)
+                answer = reference(rec, "answer", name, rid)
                 modality = infer_modality(f"{question} {answer}") or "OTHER"
                 row = make_row(name, rid, sp, question, answer, modality, task_for_answer(answer), img)
             if row is None:

@@ -11,7 +11,9 @@ per split with ``img_id``, ``img_name`` (``xmlab<N>/source.jpg``), ``question``,
   (both names are looked for). Streaming it by hub id yields the records but not the images: unzip ``imgs.zip``
   and pass ``image_root``.
 
-Modality comes from the record's own ``modality`` field. Chinese questions are filtered (counted in ``stats``).
+Modality comes from the record's own ``modality`` field. Chinese questions are filtered (counted in ``stats``). The
+public ``train.json`` has a question whose answer is empty: it is skipped, counted and named (:class:`RowStream`),
+not allowed to stop the split.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from medix_lib.data import DataError
 
-from ._common import ImageFolders, RowStream, locate, make_row, resolve_split, task_for_answer, text
+from ._common import ImageFolders, RowStream, locate, make_row, reference, resolve_split, task_for_answer, text
 
 MODALITY = {"CT": "CT_SCAN", "MRI": "MRI_SCAN", "X-RAY": "X_RAY", "XRAY": "X_RAY", "X RAY": "X_RAY"}
 
@@ -46,7 +48,7 @@ def load_slake(source: str | Path = "BoKelvin/SLAKE", split: str = "test", image
             raw = text(rec, "modality", name, rid)
             if raw.upper() not in MODALITY:
                 raise DataError(name, rid, "modality", f"{raw!r} is not one of CT, MRI, X-Ray")
-            question, answer = text(rec, "question", name, rid), text(rec, "answer", name, rid)
+            question, answer = text(rec, "question", name, rid), reference(rec, "answer", name, rid)
             ok, img = images.open(text(rec, "img_name", name, rid), rid, "img_name", image_size, stats)
             if ok:
                 yield make_row(name, rid, sp, question, answer, MODALITY[raw.upper()], task_for_answer(answer), img)

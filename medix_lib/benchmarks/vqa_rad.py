@@ -16,8 +16,10 @@ image's modality is what its modality questions say - ``question_type`` MODALITY
 as one ("what type of imaging ...", "is this an MRI?") in the hub copy: the answer's modality ("MRI - T2 weighted"
 -> MRI_SCAN) or, for a "yes", the question's; a strict majority decides. Negated questions ("what type of imaging
 does this not represent?") and "no" answers give no evidence. An image without evidence takes the modality its
-row's question names, when it names exactly one outside a negation, else OTHER. ``image_organ`` is not used
-(chest images are radiographs and CTs alike). ``stats`` counts which source decided each row.
+row's question names, when it names exactly one outside a negation, else OTHER - except where the question asks
+whether the picture is of a modality and the answer denies it ("Is this a CT image?" - "no"): then the modality the
+answer names ("no, MRI"), else OTHER (:func:`row_modality`). ``image_organ`` is not used (chest images are
+radiographs and CTs alike). ``stats`` counts which source decided each row.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from ._common import ImageFolders, RowStream, Split, locate, make_row, resolve_split, task_for_answer, text
-from ._modality import infer_modality, negated
+from ._common import (ImageFolders, RowStream, Split, locate, make_row, reference, resolve_split, task_for_answer,
+                      text)
+from ._modality import infer_modality, named_modalities, negated
 
 ORIGINAL_JSON = "VQA_RAD Dataset Public.json"
 IMAGE_FOLDER = "VQA_RAD Image Folder"
@@ -37,6 +40,46 @@ _MODALITY_QUESTION = re.compile(
     r"\b(modality|imaging (technique|method|type)|type of (image|imaging|scan|study|film|radiograph|x-?ray)"
     r"|kind of (image|imaging|scan)|how (was|is) (this|the) (image|scan|film) (taken|obtained|acquired|done)"
     r"|what (was|is) used to (take|obtain|acquire))\b|^(is|was) (this|the image) (a|an)\b", re.I)
+
+
+# "Is this a CT?", "Is the image an MRI scan?", "Was this image taken with ultrasound?": a yes/no question whether the
+# picture is of a modality; ``rest`` must name one within its first words ("Is this a mass in the CT?" does not ask).
+_ASKS_WHETHER = re.compile(
+    r"^\s*(?:is|was|are|were)\s+(?:this|these|it|the)\b"
+    r"(?:\s+(?:image|picture|photo|scan|film|study|radiograph|view|exam)s?)?(?:\s+(?:a|an))?"
+    r"(?:\s+(?:taken|obtained|acquired|done|made|performed)\s+(?:with|using|by|on|via|under|in)(?:\s+(?:a|an))?)?"
+    r"\s+(?P<rest>.+)$", re.I)
+_DENIAL = re.compile(r"^\s*(?:no|not|negative)\b[\s,.;:-]*", re.I)
+
+
+def asks_whether_modality(question: str) -> bool:
+    """Whether ``question`` asks if the picture is of a modality (its answer then affirms or denies that modality).
+
+    >>> asks_whether_modality("Is this a CT image?"), asks_whether_modality("Was this image taken with MRI?")
+    (True, True)
+    >>> asks_whether_modality("Is this a mass in the CT?"), asks_whether_modality("Is there contrast in this CT?")
+    (False, False)
+    """
+    m = _ASKS_WHETHER.match(question)
+    if not m:
+        return False
+    return bool(named_modalities(" ".join(m.group("rest").split()[:3])))
+
+
+def row_modality(question: str, answer: str) -> str | None:
+    """The modality a row's own question and answer name, for an image its modality questions leave undecided.
+
+    The question's modality, unless the question asks whether the picture is of a modality and the answer denies
+    it: then the modality the answer names, if any.
+
+    >>> row_modality("Is this a CT image?", "yes"), row_modality("Is this a CT image?", "no")
+    ('CT_SCAN', None)
+    >>> row_modality("Is this a CT image?", "No, MRI"), row_modality("How many kidneys are seen on this CT?", "2")
+    ('MRI_SCAN', 'CT_SCAN')
+    """
+    if asks_whether_modality(question) and (denial := _DENIAL.match(answer)):
+        return infer_modality(answer[denial.end():])
+    return infer_modality(question)
 
 
 def _image_key(value) -> str:
@@ -109,13 +152,13 @@ def load_vqa_rad(source: str | Path = "flaviagiammarino/vqa-rad", split: str = "
             if not _in_split(rec, sp):
                 continue
             rid = rec.get("qid", f"{sp.name}-{i}")
-            question, answer = text(rec, "question", name, rid), text(rec, "answer", name, rid)
+            question, answer = text(rec, "question", name, rid), reference(rec, "answer", name, rid)
             field = "image_name" if "image_name" in rec else "image"
             value = rec.get(field)
             modality = modality_of.get(_image_key(value)) if value is not None else None
             if modality:
                 stats["modality_from_answers"] += 1
-            elif modality := infer_modality(question):
+            elif modality := row_modality(question, answer):
                 stats["modality_inferred_from_question"] += 1
             else:
                 modality = "OTHER"

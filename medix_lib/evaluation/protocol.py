@@ -57,13 +57,17 @@ def content_words(text: str) -> set[str]:
 
 def restates_prompt(answer: str, prompt_text: str) -> bool:
     """True when an answer says nothing the prompt did not: it has three or more content words, every one of them is
-    in the prompt (question, options, system prompt), and it is not one of the options. Shorter answers may pick
+    in the prompt (question, options, system prompt), and it holds none of the options (an answer built on an
+    option, "D. Cross-linking of DNA" or "it is cross-linking of DNA", picks that option). Shorter answers may pick
     words of the question ("left kidney" to "the left or the right kidney?") and are judged.
 
     >>> restates_prompt("Reply with the imaging modality tag, then your reasoning.", "Reply in three parts: the "
     ...                 "imaging modality tag, your reasoning, a short answer. What is the diagnosis?")
     True
     >>> restates_prompt("Pneumonia", "What is the diagnosis? Choices: A. pneumonia B. asthma")
+    False
+    >>> restates_prompt("The mechanism is cross-linking of DNA", "What is the mechanism of this drug? "
+    ...                 "Choices: A. Cross-linking of DNA B. Inhibition of tubulin")
     False
     >>> restates_prompt("left kidney", "Is the mass in the left or the right kidney?")
     False
@@ -72,6 +76,6 @@ def restates_prompt(answer: str, prompt_text: str) -> bool:
     if len(words) < 3:
         return False
     options = re.findall(r"\b[A-J]\. ([^\n]+?)(?= [A-J]\. |$)", prompt_text)
-    if any(normalise(answer) == normalise(o) for o in options):
+    if any(normalise(o) and normalise(o) in normalise(answer) for o in options):  # an answer built on an option
         return False
     return words <= content_words(prompt_text)

@@ -12,18 +12,32 @@ from pathlib import Path
 from medix_lib import models
 from medix_lib.contract import OutputContract
 from medix_lib.evaluation.protocol import final_answer, prompt_messages, question_text, restates_prompt
+from medix_lib.evaluation.stats import named_option
 from medix_lib.evaluation.store import ResultsStore
 from medix_lib.judge import RUBRIC_TEMPLATE, Judge, JudgeItem
 from medix_lib.rewards import GUARD_NAMES, screen
+from medix_lib.text import normalise
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model to evaluate: a policy (alias, hub id or path) and an optional PEFT adapter on top."""
+    """A model to evaluate: a policy (alias, hub id or path) and an optional PEFT adapter on top, or a model served at
+    ``base_url`` by an OpenAI-compatible server (``policy_model`` is then the name the server gives it)."""
 
     name: str
     policy_model: str
     adapter: str | None = None
+    base_url: str | None = None
+
+    def load(self):
+        """What answers: the policy in this process, or a client of its server (:mod:`~.served`)."""
+        if self.base_url:
+            from medix_lib.evaluation.served import ServedPolicy
+
+            return ServedPolicy(self.policy_model, self.base_url)
+        from medix_lib import policy as policy_lib
+
+        return policy_lib.load(self.policy_model, self.adapter)
 
     def settings(self, protocol: "Protocol") -> dict:
         """What the stored responses depend on: the policy, the adapter's weights, the generation settings."""
@@ -34,7 +48,8 @@ class Candidate:
             for path in weights:
                 digest.update(path.read_bytes())
             adapter_hash = digest.hexdigest()[:16]
-        return {"policy_model": self.policy_model, "adapter_sha256": adapter_hash, **protocol.generation()}
+        return {"policy_model": self.policy_model, "adapter_sha256": adapter_hash, **protocol.generation(),
+                **({"served": True} if self.base_url else {})}
 
 
 @dataclass(frozen=True)
@@ -58,11 +73,13 @@ class Protocol:
 def judge_key(judge: Judge) -> str:
     """How a judge is named in the store: backend and model (a sampled HTTP judge adds temperature and seed; a
     trained verifier, shipped or local, the hash of its weights, so a retrained one never inherits its predecessor's
-    verdicts), and ``+terminology`` when the vocabularies decide before the model (its verdicts differ too)."""
+    verdicts), ``+terminology`` when the vocabularies decide before the model and ``+question`` when it is shown the
+    question (their verdicts differ too)."""
     identity = getattr(judge._backend, "identity", None)
     name = f"{judge.backend}:{identity() if identity and judge.backend != 'transformers' else judge.model}"
     record = models.artifact_record(judge.model) if judge.backend == "transformers" else None
-    return name + (f"@{record['sha256'][:12]}" if record else "") + ("+terminology" if judge.terminology else "")
+    return (name + (f"@{record['sha256'][:12]}" if record else "") + ("+terminology" if judge.terminology else "")
+            + ("+question" if judge.show_question else ""))
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
@@ -71,44 +88,99 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protocol, store: ResultsStore,
-             load_policy: Callable, progress: bool = True) -> int:
+             load_policy: Callable, progress: bool = True) -> tuple[int, int]:
     """Answer every row the store has no response for, a chunk at a time, each chunk committed as it is done.
-    Returns the number of new responses; loads the policy only when there is something to generate."""
+    Returns the numbers of new responses and of answers that failed (a served candidate's, after its retries: not
+    stored, so never scored, and asked again by the next run); loads the policy only when there is something to
+    generate."""
+    from medix_lib.evaluation.served import ServedPolicy
     from medix_lib.progress import bar as progress_bar
 
-    from medix_lib import policy as policy_lib
-
     done = store.answered(candidate.name, task)
+    store.fill_item_info(candidate.name, task, rows)  # responses stored before their type and modality were kept
     pending = [r for r in rows if r["id"] not in done]
     if not pending:
-        return 0
+        return 0, 0
     model = load_policy()
+    served = isinstance(model, ServedPolicy)
     bar = progress_bar(total=len(rows), initial=len(rows) - len(pending), desc=f"{candidate.name} · {task}",
                        progress=progress)
-    for chunk in _chunks(pending, protocol.batch_size):
-        prompts = [prompt_messages(r, protocol.contract, protocol.system_prompt, protocol.with_choices,
-                                   model.is_vision) for r in chunk]
-        texts = policy_lib.generate(model, prompts, images=[r.get("image") for r in chunk] if model.is_vision else None,
-                                    max_new_tokens=protocol.max_new_tokens, temperature=0.0,
-                                    batch_size=protocol.batch_size, seed=protocol.seed, progress=False)
+    stored = 0
+    for chunk in _chunks(pending, model.concurrency if served else protocol.batch_size):
+        texts = _answers(model, chunk, protocol)
+        answered = [(r, t) for r, t in zip(chunk, texts) if t is not None]
         store.put_responses(candidate.name, task, [
             {"item": r["id"], "prompt": question_text(r, protocol.with_choices), "reference": r["answer"],
-             "choices": r.get("choices"), "response": t[0], "answer": final_answer(t[0], protocol.contract)}
-            for r, t in zip(chunk, texts)])
+             "choices": r.get("choices"), "response": t, "answer": final_answer(t, protocol.contract),
+             "task_type": r.get("task_type"), "modality": r.get("modality")}
+            for r, t in answered])
+        stored += len(answered)
         bar.update(len(chunk))
     bar.close()
-    return len(pending)
+    if stored < len(pending):
+        warnings.warn(f"{candidate.name}/{task}: {len(pending) - stored} of {len(pending)} answers failed and were "
+                      f"not stored (first error: {model.last_errors[0] if served and model.last_errors else '?'}); "
+                      f"run again to ask for them", stacklevel=2)
+    return stored, len(pending) - stored
 
 
-EVALUATION_RULES = GUARD_NAMES | {"restates_prompt"}  # what :func:`_rule` can return
+def _answers(model, chunk: list[dict], protocol: Protocol) -> list[str | None]:
+    """The model's answers to ``chunk``'s rows as the protocol asks them: a served candidate's with each row's picture
+    as a data URL (None where it failed), a local policy's through ``policy.generate``."""
+    from medix_lib import policy as policy_lib
+    from medix_lib.evaluation.served import ServedPolicy, with_images
+
+    if isinstance(model, ServedPolicy):  # typed parts only where a picture goes with the text: any server reads these
+        return model.answer([with_images(prompt_messages(r, protocol.contract, protocol.system_prompt,
+                                                         protocol.with_choices, True), r["image"])
+                             if r.get("image") is not None else
+                             prompt_messages(r, protocol.contract, protocol.system_prompt, protocol.with_choices, False)
+                             for r in chunk], protocol.max_new_tokens, protocol.seed)
+    prompts = [prompt_messages(r, protocol.contract, protocol.system_prompt, protocol.with_choices,
+                               model.is_vision) for r in chunk]
+    texts = policy_lib.generate(model, prompts, images=[r.get("image") for r in chunk] if model.is_vision else None,
+                                max_new_tokens=protocol.max_new_tokens, temperature=0.0,
+                                batch_size=protocol.batch_size, seed=protocol.seed, progress=False)
+    return [t[0] for t in texts]
 
 
-def _rule(answer: str, reference: str, question: str, system_prompt_text: str, guards: bool) -> str | None:
-    """Why an answer is NO without asking the judge: it restates the prompt, or (with guards) a guard refuses it, the
-    same guards as the accuracy reward's, with the question (a term lifted from it is a question copy)."""
-    if answer.strip() and restates_prompt(answer, f"{system_prompt_text}\n{question}"):
+def grading_template(task: str) -> str | None:
+    """The judge template ``task`` is graded with instead of the judges' own: the rubric for report tasks (metric
+    ``judge_rubric`` in the benchmark registry), None for every other task and for names outside the registry. The
+    one place that says so: :func:`evaluate` grades with it, the report reads the verdicts under its hash."""
+    from medix_lib import benchmarks
+
+    spec = benchmarks.TASKS.get(task)
+    return RUBRIC_TEMPLATE if spec is not None and spec.metric == "judge_rubric" else None
+
+
+OPTION_RULES = {"option_correct": True, "option_other": False}  # an MCQ answer that names one option
+
+EVALUATION_RULES = GUARD_NAMES | {"restates_prompt"} | set(OPTION_RULES)  # what :func:`_rule` can return
+
+
+def _rule(response: dict, system_prompt_text: str, guards: bool, restate_check: bool = True) -> str | None:
+    """What decides a stored response without asking the judge, or None.
+
+    - An MCQ answer that names one option, by its letter ("B", "Option B", "(B)"), letter and text ("B. Ampulla") or
+      its text alone, is right when that option is the reference and wrong otherwise (``OPTION_RULES``): the
+      release's judge accepts a letter, and a judge shown only the reference text cannot; a letter never reaches it.
+    - An answer that only restates the prompt is no answer (``restates_prompt``), unless the task's answers are
+      drawn from its prompt by design (``Task.answer_from_prompt``: a summary of a report, a conclusion from an
+      abstract).
+    - With ``guards``, the accuracy reward's answer guards, given the question (a term lifted from it is a copy).
+    """
+    answer, reference, question = response["answer"], response["reference"], response["prompt"]
+    if not answer.strip():
+        return None
+    choices = response.get("choices")
+    if choices:
+        picked = named_option(answer, choices)
+        if picked is not None:
+            return "option_correct" if normalise(choices[picked]) == normalise(reference) else "option_other"
+    if restate_check and restates_prompt(answer, f"{system_prompt_text}\n{question}"):
         return "restates_prompt"
-    return screen(answer, reference, question) if guards and answer.strip() else None
+    return screen(answer, reference, question) if guards else None
 
 
 def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int, protocol: Protocol,
@@ -116,9 +188,11 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
     """Judge every stored response without a successful verdict, for each round (round r asks
     ``judges[r % len(judges)]``); failures are stored with their error and asked again on the next run. Returns
     model calls and failures."""
+    from medix_lib import benchmarks
+
     responses = store.responses(candidate.name, task)
-    rules = {r["item"]: _rule(r["answer"], r["reference"], r["prompt"], system_prompt_text, protocol.answer_guards)
-             for r in responses}
+    restate_check = not benchmarks.get_task(task).answer_from_prompt
+    rules = {r["item"]: _rule(r, system_prompt_text, protocol.answer_guards, restate_check) for r in responses}
     for key, judge in {judge_key(j): j for j in judges}.items():
         # the store keys verdicts by judge and prompt, not by the answer rules: verdicts decided under other rules
         # (guards switched, a guard added since) are judged again, never reported as if the rules had not changed
@@ -142,7 +216,8 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
             for r in todo:
                 (ruled if rules[r["item"]] else asked).append((r, rules[r["item"]]))
             store.put_verdicts(candidate.name, task, key, prompt_hash, round_, [
-                {"item": r["item"], "label": False, "score": 0.0 if judge.rubric else None, "rule": rule}
+                {"item": r["item"], "label": OPTION_RULES.get(rule, False),
+                 "score": float(OPTION_RULES.get(rule, False)) if judge.rubric else None, "rule": rule}
                 for r, rule in ruled])
             if asked:
                 verdicts = judge([JudgeItem(r["reference"], r["answer"], r["prompt"]) for r, _ in asked])
@@ -178,22 +253,22 @@ def evaluate(candidate: Candidate, tasks: dict[str, Callable[[], list[dict]]], j
 
     def load_policy():
         if "policy" not in loaded:
-            loaded["policy"] = policy_lib.load(candidate.policy_model, candidate.adapter)
+            loaded["policy"] = candidate.load()
         return loaded["policy"]
 
     summary = {}
     for task, rows_of in tasks.items():
         spec = benchmarks.get_task(task)
-        if spec.modality == "image" and not policy_lib.is_vision(candidate.policy_model):
+        if spec.modality == "image" and not candidate.base_url and not policy_lib.is_vision(candidate.policy_model):
             store.skip(candidate.name, task, "image task: the policy is text-only")
             summary[task] = {"skipped": "image task: the policy is text-only"}
             continue
         rows = rows_of()
-        generated = generate(candidate, task, rows, protocol, store, load_policy, progress)
-        graders = (list(rubric_judges) or [_with_template(j, RUBRIC_TEMPLATE) for j in judges]) \
-            if spec.metric == "judge_rubric" else judges
+        generated, failed = generate(candidate, task, rows, protocol, store, load_policy, progress)
+        template = grading_template(task)
+        graders = (list(rubric_judges) or [_with_template(j, template) for j in judges]) if template else judges
         system_text = protocol.contract.system_prompt() if protocol.system_prompt else ""
-        summary[task] = {"rows": len(rows), "generated": generated,
+        summary[task] = {"rows": len(rows), "generated": generated, "generation_failures": failed,
                          **judge_task(candidate, task, graders, rounds, protocol, store, system_text)}
     summary["policy_loaded"] = "policy" in loaded
     return summary

@@ -110,6 +110,35 @@ def chosen_option(answer: str, choices: list[str]) -> int | None:
     if match:
         index = ord(next(g for g in match.groups() if g).upper()) - ord("A")
         return index if index < len(choices) else None
+    return _option_by_text(answer, choices)
+
+
+def _option_by_text(answer: str, choices: list[str]) -> int | None:
     target = normalise(re.sub(r"^(the|a|an)\s+", "", answer.strip(), flags=re.IGNORECASE))
     hits = [i for i, c in enumerate(choices) if normalise(c) == target]
     return hits[0] if len(hits) == 1 else None
+
+
+_BARE_LETTER = re.compile(r"^\s*(?:(?:option|answer|choice)\s*:?\s*)?\(?([A-J])\)?[.:)]?\s*$", re.IGNORECASE)
+_LETTER_THEN_TEXT = re.compile(r"^\s*(?:(?:option|answer|choice)\s*:?\s*)?\(?([A-J])[.:)]\s*(.+)$", re.IGNORECASE)
+
+
+def named_option(answer: str, choices: list[str]) -> int | None:
+    """The option an answer unmistakably names, for scoring it: a letter alone ("B", "(b)", "Option B", "Answer:
+    B."), a capital letter with that option's own text ("B. Ampulla"), or the option's text alone; None otherwise,
+    also where a letter comes with another option's text ("B. Cervix") or starts a sentence ("Answer: a lesion").
+
+    >>> choices = ["Ovary", "Ampulla", "Isthmus", "Cervix"]
+    >>> [named_option(a, choices) for a in ["B", "option b", "B. Ampulla", "the ampulla", "B. Cervix", "A lesion"]]
+    [1, 1, 1, 1, None, None]
+    """
+    bare = _BARE_LETTER.match(answer)
+    if bare:
+        index = ord(bare.group(1).upper()) - ord("A")
+        return index if index < len(choices) else None
+    with_text = _LETTER_THEN_TEXT.match(answer)
+    if with_text:
+        index = ord(with_text.group(1).upper()) - ord("A")
+        same = index < len(choices) and normalise(with_text.group(2)) == normalise(choices[index])
+        return index if same else None
+    return _option_by_text(answer, choices)

@@ -4,6 +4,10 @@ for the verdict, in SQLite, each written in its own committed transaction as the
 Kill the process at any point and run the same command again: finished responses and successful verdicts are not
 redone (primary keys make a second write of the same row impossible), judge failures are retried, generation resumes
 at the first item without a response. Every number of a report is recomputed from these rows.
+
+A response keeps its row's question type (``task_type``: open, mcq, yes_no, report) and ``modality``, so a report can
+break accuracy down by them. A store written before they were kept gains the two columns when opened (its rows read
+None until :meth:`ResultsStore.fill_item_info` fills them from the task's rows; answers are never touched).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     name TEXT PRIMARY KEY, settings TEXT NOT NULL, created REAL);
 CREATE TABLE IF NOT EXISTS responses (
     model TEXT, task TEXT, item TEXT, prompt TEXT, reference TEXT, choices TEXT, response TEXT, answer TEXT,
-    created REAL, PRIMARY KEY (model, task, item));
+    created REAL, task_type TEXT, modality TEXT, PRIMARY KEY (model, task, item));
 CREATE TABLE IF NOT EXISTS verdicts (
     model TEXT, task TEXT, item TEXT, judge TEXT, prompt_hash TEXT, round INTEGER,
     label INTEGER, p_yes REAL, score REAL, error TEXT, rule TEXT, created REAL,
@@ -26,6 +30,24 @@ CREATE TABLE IF NOT EXISTS verdicts (
 CREATE TABLE IF NOT EXISTS skipped (
     model TEXT, task TEXT, reason TEXT, PRIMARY KEY (model, task));
 """
+# responses' columns added since the first stores were written: ALTER TABLE gives old files them (NULL in old rows)
+_ADDED_RESPONSE_COLUMNS = {"task_type": "TEXT", "modality": "TEXT"}
+_RESPONSE_COLUMNS = ("model", "task", "item", "prompt", "reference", "choices", "response", "answer", "created",
+                     "task_type", "modality")
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Migrate a store written before a column of ``_ADDED_RESPONSE_COLUMNS`` existed (old rows read NULL). Two
+    processes opening one old file at once may both try: the loser's "duplicate column" is the job done."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+    for name, kind in _ADDED_RESPONSE_COLUMNS.items():
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE responses ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as err:
+                if "duplicate column" not in str(err):
+                    raise
+    db.commit()
 
 
 class StoreError(ValueError):
@@ -36,8 +58,12 @@ class ResultsStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
+        db = self._db()
+        try:
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
+        finally:
+            db.close()
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
@@ -88,17 +114,34 @@ class ResultsStore:
         return {r[0] for r in self._query("SELECT item FROM responses WHERE model = ? AND task = ?", (model, task))}
 
     def put_responses(self, model: str, task: str, rows: list[dict]) -> None:
-        """``rows``: item, prompt, reference, choices, response, answer. A row already stored is kept as it was."""
+        """``rows``: item, prompt, reference, choices, response, answer, and optionally task_type and modality (the
+        schema row's). A row already stored is kept as it was."""
         now = time.time()
-        self._write("INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self._write(f"INSERT OR IGNORE INTO responses ({', '.join(_RESPONSE_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_RESPONSE_COLUMNS))})",
                     [(model, task, r["item"], r["prompt"], r["reference"], json.dumps(r.get("choices")),
-                      r["response"], r["answer"], now) for r in rows])
+                      r["response"], r["answer"], now, r.get("task_type"), r.get("modality")) for r in rows])
+
+    def fill_item_info(self, model: str, task: str, rows: list[dict]) -> int:
+        """Give stored responses that lack them (written before the store kept them) their row's ``task_type`` and
+        ``modality``; ``rows``: the task's schema rows (id, task_type, modality). Only missing values are written,
+        nothing when none is missing. Returns the number of responses that lacked either."""
+        missing = self._query("SELECT COUNT(*) FROM responses WHERE model = ? AND task = ? "
+                              "AND (task_type IS NULL OR modality IS NULL)", (model, task))[0][0]
+        if missing:
+            self._write("UPDATE responses SET task_type = COALESCE(task_type, ?), modality = COALESCE(modality, ?) "
+                        "WHERE model = ? AND task = ? AND item = ?",
+                        [(r.get("task_type"), r.get("modality"), model, task, r["id"]) for r in rows])
+        return missing
 
     def responses(self, model: str, task: str) -> list[dict]:
-        rows = self._query("SELECT item, prompt, reference, choices, response, answer FROM responses "
-                           "WHERE model = ? AND task = ? ORDER BY item", (model, task))
-        return [{"item": i, "prompt": p, "reference": ref, "choices": json.loads(c), "response": resp, "answer": a}
-                for i, p, ref, c, resp, a in rows]
+        """The stored responses, by item: item, prompt, reference, choices, response, answer, task_type, modality
+        (the last two None in rows stored before they were kept)."""
+        rows = self._query("SELECT item, prompt, reference, choices, response, answer, task_type, modality "
+                           "FROM responses WHERE model = ? AND task = ? ORDER BY item", (model, task))
+        return [{"item": i, "prompt": p, "reference": ref, "choices": json.loads(c), "response": resp, "answer": a,
+                 "task_type": kind, "modality": modality}
+                for i, p, ref, c, resp, a, kind, modality in rows]
 
     def judged(self, model: str, task: str, judge: str, prompt_hash: str, round_: int) -> set[str]:
         """Items with a successful verdict (failures do not count: they are asked again)."""

@@ -18,13 +18,13 @@ from medix_lib.judge.core import (DEFAULT_BACKEND, DEFAULT_MODEL, JUDGE_BACKENDS
 from medix_lib.judge.http import CONSTRAIN_MODES, OpenAIJudge, run_sync
 from medix_lib.judge.local import TransformersJudge, encode_prompt, next_token_logits, prefix_cache, yes_no_token_ids
 from medix_lib.judge.meta import meta_evaluate
-from medix_lib.judge.protocol import (EVAL_TEMPLATE, REWARD_TEMPLATE, RUBRIC_TEMPLATE, TEMPLATES, JudgeConfigError,
-                                      JudgeItem, PromptTemplate, Score, Verdict, looks_like_injection, parse_grade,
-                                      parse_reply, quote)
+from medix_lib.judge.protocol import (EVAL_QUESTION_TEMPLATE, EVAL_TEMPLATE, REWARD_TEMPLATE, RUBRIC_TEMPLATE,
+                                      TEMPLATES, JudgeConfigError, JudgeItem, PromptTemplate, Score, Verdict,
+                                      looks_like_injection, parse_grade, parse_reply, quote)
 
-__all__ = ["CONSTRAIN_MODES", "DEFAULT_BACKEND", "DEFAULT_MODEL", "EVAL_TEMPLATE", "JUDGE_BACKENDS", "REWARD_TEMPLATE",
-           "RUBRIC_TEMPLATE", "TEMPLATES", "Judge", "JudgeConfigError", "JudgeItem", "JudgeStats", "OpenAIJudge",
-           "PromptTemplate", "Score", "TransformersJudge", "Verdict", "VerdictCache", "backend_options",
-           "encode_prompt", "judge_file", "judge_settings", "looks_like_injection", "machine_cache_path",
-           "make_backend", "meta_evaluate", "next_token_logits", "parse_grade", "parse_reply", "prefix_cache", "quote",
-           "run_sync", "yes_no_token_ids"]
+__all__ = ["CONSTRAIN_MODES", "DEFAULT_BACKEND", "DEFAULT_MODEL", "EVAL_QUESTION_TEMPLATE", "EVAL_TEMPLATE",
+           "JUDGE_BACKENDS", "REWARD_TEMPLATE", "RUBRIC_TEMPLATE", "TEMPLATES", "Judge", "JudgeConfigError",
+           "JudgeItem", "JudgeStats", "OpenAIJudge", "PromptTemplate", "Score", "TransformersJudge", "Verdict",
+           "VerdictCache", "backend_options", "encode_prompt", "judge_file", "judge_settings", "looks_like_injection",
+           "machine_cache_path", "make_backend", "meta_evaluate", "next_token_logits", "parse_grade", "parse_reply",
+           "prefix_cache", "quote", "run_sync", "yes_no_token_ids"]

@@ -187,72 +187,6 @@ def time_split(history: list[dict], title: str):
     return fig
 
 
-def task_accuracy(result: dict, title: str):
-    """Judge accuracy per task and model with 95% bootstrap intervals, the macro average last; n, judge failures and
-    each model's rule refusals (NO without the judge model: exact matches are no refusals) under each task's name;
-    the judge and its prompt hash in the title."""
-    tasks = [t for t in result["tasks"] if result["tasks"][t]]
-    models = list(result["macro"])
-    groups = tasks + ["macro average"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(groups) + 1.5), 4.0))
-    width = 0.8 / max(1, len(models))
-    for j, model in enumerate(models):
-        stats = [result["tasks"][t].get(model) for t in tasks] + [result["macro"][model]]
-        acc = np.array([s["accuracy"] if s else np.nan for s in stats])
-        low = np.array([s["ci_low"] if s else np.nan for s in stats])
-        high = np.array([s["ci_high"] if s else np.nan for s in stats])
-        x = np.arange(len(groups)) + (j - (len(models) - 1) / 2) * width
-        ax.bar(x, np.nan_to_num(acc), width, color=PALETTE[j % len(PALETTE)], label=model, edgecolor="white")
-        ax.errorbar(x, acc, yerr=[np.nan_to_num(acc - low), np.nan_to_num(high - acc)], fmt="none", ecolor="0.25",
-                    capsize=3, lw=1)
-    labels = []
-    for t in tasks:
-        s = next(iter(result["tasks"][t].values()))
-        failed = sum(v["judge_failures"] for v in result["tasks"][t].values())
-        # per candidate: a sum over candidates reads as refusals of n items; a report without the field says nothing
-        refused = [f"{m} {sum(v['refused_by_rule'].values())}" for m, v in result["tasks"][t].items()
-                   if "refused_by_rule" in v]
-        labels.append(f"{t}\nn={s['n']}, judge failed {failed}"
-                      + (f"\nrefused: {', '.join(refused)}" if refused else ""))
-    ax.set_xticks(np.arange(len(groups)), labels + ["macro average"], fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("judge accuracy (95% bootstrap CI)")
-    ax.set_title(f"{title}\njudge {result['judge']}, prompt {result['prompt_hash']}", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    return fig
-
-
-def paired_differences(comparisons: dict[str, dict], title: str, metric: str = "accuracy"):
-    """Each comparison's paired difference per task with its 95% bootstrap interval; an interval clear of 0 is a
-    difference the sample resolves, coloured by its sign (a resolved drop must not look like a gain)."""
-    rows = [(name, task, d) for name, per_task in comparisons.items() for task, d in per_task.items()]
-    fig, ax = plt.subplots(figsize=(7.0, 0.5 * max(3, len(rows)) + 1.2))
-    for k, (name, task, d) in enumerate(rows):
-        side = "above" if d["ci_low"] > 0 else "below" if d["ci_high"] < 0 else "spans"
-        ax.errorbar(d["diff"], k, xerr=[[d["diff"] - d["ci_low"]], [d["ci_high"] - d["diff"]]], fmt="o",
-                    color=DIFFERENCE_COLORS[side], capsize=4)
-        ax.text(d["ci_high"] + 0.02, k, f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], n={d['n']}",
-                va="center", fontsize=8)
-    ax.axvline(0, color="0.3", lw=1)
-    ax.set_yticks(range(len(rows)), [f"{name}\n{task}" for name, task, _ in rows], fontsize=8)
-    ax.set_xlim(-1, 1.6)
-    ax.set_xlabel(f"paired difference in {metric} (95% bootstrap CI)")
-    ax.legend(handles=[Patch(color=DIFFERENCE_COLORS[side], label=f"interval {side} 0") for side in DIFFERENCE_COLORS],
-              fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no interval's label hidden
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def reward_differences(comparisons: dict[str, dict], components: list[str], title: str):
-    """:func:`paired_differences` of ``evaluation.reward_report``'s comparisons, a row per task and component."""
-    flat = {name: {f"{task} · {c}": comps[c] for task, comps in per_task.items() for c in components
-                   if c in comps and comps[c]["n"]}
-            for name, per_task in comparisons.items()}
-    return paired_differences(flat, title, metric="reward (modality: modality accuracy)")
-
-
 def modality_probe(result: dict, title: str):
     """``vlm.modality_probe``: per picture, the share of its views whose nearest training picture in the tower's
     feature space has its modality (test pictures: the real split; training pictures: leave one out)."""
@@ -559,6 +493,9 @@ def verifier_clinical_classes(result: dict, title: str, target: float = 0.90):
     return fig
 
 
-# Figures of pictures and rows live apart (one module stays readable); callers keep writing plotting.<name>.
+# Figures of pictures and rows, and of the evaluation report, live apart (one module stays readable); callers keep
+# writing plotting.<name>.
 from medix_lib.plotting.pictures import (answer_lengths, data_counts, gallery_images, image_examples,  # noqa: E402
                                          picture_sheet)
+from medix_lib.plotting.reports import (FAMILY_LABELS, accuracy_by_family, paired_differences,  # noqa: E402
+                                        reward_differences, task_accuracy)
