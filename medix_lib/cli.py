@@ -185,6 +185,18 @@ def cmd_evaluate_verifier(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from medix_lib import policy
+
+    try:
+        folder = policy.export(args.model, args.adapter, args.output)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.model} + {args.adapter} merged -> {folder}", file=sys.stderr)
+    return 0
+
+
 def cmd_train(args) -> int:
     """Notebook 03's training without the notebook: what `accelerate launch -m medix_lib train` runs on each process."""
     from pathlib import Path
@@ -368,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
+
+    ex = sub.add_parser("export", help="merge a LoRA adapter (notebook 03's model/ or sft_model/) into its base and "
+                                       "write a standalone model folder with its card (transformers, vLLM)")
+    ex.add_argument("--model", required=True, help="the base the adapter was trained on: offline alias (the smoke "
+                                                    "profile's: medix-vlm-135m), hub id or local path")
+    ex.add_argument("--adapter", required=True, help="the adapter folder, e.g. outputs/03_train_grpo/smoke/model")
+    ex.add_argument("--output", required=True, help="a new folder for the merged model")
+    ex.set_defaults(func=cmd_export)
 
     ev = sub.add_parser("evaluate", help="evaluate a model on benchmark tasks with a reference-based judge (the "
                                          "paper's protocol); results store and report under --output")

@@ -193,6 +193,7 @@ class TrainParams(RewardSettings, StageParams):
     logging_steps: int = 1  # log rewards every N steps
     rollouts_every: int = 1  # write one group's completions as text to rollouts.jsonl every N steps (0: never)
     checkpoint_every: int = 0  # save a resumable checkpoint every N optimizer steps (0: none)
+    keep_checkpoints: int = 2  # checkpoints kept on disk, the newest (save_total_limit; 0: all)
     resume: bool = False  # continue from the last checkpoint in output_dir (set by run --resume)
     use_vllm: bool = False  # GPU: generate rollouts with vLLM (TRL's use_vllm)
     vllm_mode: Literal["colocate", "server"] = "colocate"  # vLLM in the trainer's process, or a trl vllm-serve server
@@ -230,6 +231,8 @@ class TrainParams(RewardSettings, StageParams):
         if not 0 <= self.warmup_target_format <= 1 or self.warmup_check_every < 1 or self.max_answer_words < 0:
             raise ParamsError("parameters 'warmup_target_format' in [0, 1], 'warmup_check_every' >= 1, "
                               "'max_answer_words' >= 0")
+        if self.keep_checkpoints < 0:
+            raise ParamsError(f"parameter 'keep_checkpoints' must be >= 0 (0: keep all), got {self.keep_checkpoints}")
         if self.rollouts_every < 0:
             raise ParamsError(f"parameter 'rollouts_every' must be >= 0 (0: no rollouts.jsonl), got "
                               f"{self.rollouts_every}")

@@ -6,6 +6,7 @@ Notebook 02 samples base-model completions to score, 04 generates answers to jud
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from medix_lib import models
 
@@ -53,6 +54,24 @@ def load(name: str, adapter_dir: str | None = None) -> Policy:
 
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     return Policy(model.eval(), processing_class, is_vision)
+
+
+def export(name: str, adapter_dir: str, output: str) -> Path:
+    """Merge the LoRA adapter ``adapter_dir`` into ``name`` (text LM or vision-language model) and write a standalone
+    model folder at ``output``: weights, config, tokenizer or processor, and a model card (the adapter's own, which
+    says how it was trained, under a header naming the base and the merge). Loads with ``from_pretrained`` alone, no
+    PEFT, so ``vllm serve OUTPUT`` can serve it; in fp32 on CPU, in the policy's bf16 on a GPU. Returns the folder."""
+    out = Path(output)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: export into a new folder")
+    policy = load(name, adapter_dir)
+    policy.model.save_pretrained(str(out))
+    policy.processing_class.save_pretrained(str(out))
+    card = Path(adapter_dir) / "README.md"
+    header = (f"# {Path(adapter_dir).name}, merged\n\n`{name}` with the LoRA adapter `{adapter_dir}` merged into its "
+              f"weights by `python -m medix_lib export`: a standalone model (`from_pretrained` alone, no PEFT).\n\n")
+    (out / "README.md").write_text(header + (card.read_text() if card.is_file() else ""))
+    return out
 
 
 def generate(policy: Policy, prompts: list[list[dict]], images: list | None = None, n: int = 1,

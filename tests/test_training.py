@@ -262,3 +262,14 @@ def test_grpo_dataset_is_conversational_with_reward_columns(tmp_path):
     ds = rows.grpo_dataset(rl, cfg, OutputContract(), n_batches=3, prompts_per_batch=2)
     assert len(ds) == 6 and {"prompt", "answer", "modality", "question"} <= set(ds.column_names)
     assert ds[0]["prompt"][0]["role"] == "system" and to_grpo(rl, OutputContract())[0]["prompt"][1]["role"] == "user"
+
+
+def test_checkpoints_kept_on_disk_are_bounded(tmp_path):
+    from medix_lib.training import run
+
+    cfg = params.load("03", "cpu_long", tmp_path / "03_train_grpo" / "cpu_long")
+    assert run.grpo_args(cfg, tmp_path, "cpu").save_total_limit == cfg.keep_checkpoints == 2
+    assert run.grpo_args(params.build("03", {**cfg.to_dict(), "keep_checkpoints": 0}), tmp_path, "cpu") \
+        .save_total_limit is None
+    assert run.config_hash(params.build("03", {**cfg.to_dict(), "keep_checkpoints": 5})) == run.config_hash(cfg)
+

@@ -21,7 +21,8 @@ class ResumeError(ValueError):
 
 def config_hash(cfg) -> str:
     """What a checkpoint must match to be resumed: every parameter that shapes training (not run bookkeeping)."""
-    skip = {"variant", "output_dir", "resume", "logging_steps", "checkpoint_every", "rollouts_every"}
+    skip = {"variant", "output_dir", "resume", "logging_steps", "checkpoint_every", "keep_checkpoints",
+            "rollouts_every"}
     payload = {k: v for k, v in cfg.to_dict().items() if k not in skip}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -44,6 +45,7 @@ def grpo_args(cfg, output: Path, device: str, progress: bool = True):
         importance_sampling_level=cfg.importance_sampling_level, beta=cfg.beta, epsilon=cfg.epsilon,
         epsilon_high=cfg.epsilon_high, reward_weights=rewards.build(cfg)[1], logging_steps=cfg.logging_steps,
         save_strategy="steps" if cfg.checkpoint_every else "no", save_steps=cfg.checkpoint_every or 500,
+        save_total_limit=cfg.keep_checkpoints or None,
         save_only_model=False, report_to="none", disable_tqdm=not progress_lib.enabled(progress),
         dataloader_num_workers=0,
         shuffle_dataset=False,  # the dataset is ordered into batches of one kind; see rows.homogeneous_order
