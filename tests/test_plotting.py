@@ -72,7 +72,7 @@ def test_task_accuracy_labels_refusals_per_candidate_and_never_counts_exact_matc
     result = evaluation.report(store, ["base", "grpo"], ["synthetic_text"], "judge", "hash", n_boot=200)
     fig = plotting.task_accuracy(result, "judge accuracy")
     label = fig.axes[0].get_xticklabels()[0].get_text()
-    assert label == "synthetic_text\nn=3, judge failed 0\nrefused: base 1, grpo 0"
+    assert label.replace("\u00a0", " ") == "synthetic_text\nn=3, judge failed 0\nrefused: base 1, grpo 0"
     plt.close(fig)
     del result["tasks"]["synthetic_text"]["base"]["refused_by_rule"]  # a report that does not say: no count shown
     del result["tasks"]["synthetic_text"]["grpo"]["refused_by_rule"]

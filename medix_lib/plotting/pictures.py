@@ -118,8 +118,9 @@ def gallery_images(entries: list[dict], title: str, cols: int = 4):
         lines = [line for part in (e["item"], f"Q: {e['question']}", f"A: {e['reference']}")
                  for line in textwrap.wrap(part, 38)]
         ax.set_title("\n".join(lines[:8]), fontsize=7, loc="left")
-        said = [f"{m}: {a['verdict'] or 'not judged'}" + (f" (refused: {a['refused']})" if a["refused"] else "")
-                + f" · {textwrap.shorten(a['final_answer'] or '(empty)', 34)}" for m, a in e["answers"].items()]
+        said = [line for m, a in e["answers"].items() for line in textwrap.wrap(
+                    f"{m}: {a['verdict'] or 'not judged'}" + (f" (refused: {a['refused']})" if a["refused"] else "")
+                    + f" · {textwrap.shorten(a['final_answer'] or '(empty)', 40)}", 44, subsequent_indent="  ")]
         ax.text(0, -0.04, "\n".join(said), transform=ax.transAxes, va="top", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

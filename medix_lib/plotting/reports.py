@@ -3,6 +3,8 @@ differences between candidates."""
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
@@ -33,10 +35,10 @@ def task_accuracy(result: dict, title: str):
         s = next(iter(result["tasks"][t].values()))
         failed = sum(v["judge_failures"] for v in result["tasks"][t].values())
         # per candidate: a sum over candidates reads as refusals of n items; a report without the field says nothing
-        refused = [f"{m} {sum(v['refused_by_rule'].values())}" for m, v in result["tasks"][t].items()
-                   if "refused_by_rule" in v]
+        refused = [f"{m}\u00a0{sum(v['refused_by_rule'].values())}" for m, v in result["tasks"][t].items()
+                   if "refused_by_rule" in v]  # a no-break space: a line may end after a count, never inside one
         labels.append(f"{t}\nn={s['n']}, judge failed {failed}"
-                      + (f"\nrefused: {', '.join(refused)}" if refused else ""))
+                      + ("\n" + textwrap.fill(f"refused: {', '.join(refused)}", 26) if refused else ""))
     ax.set_xticks(np.arange(len(groups)), labels + ["macro average"], fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("judge accuracy (95% bootstrap CI)")
