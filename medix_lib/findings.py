@@ -76,9 +76,12 @@ def _02(m: dict) -> list[str]:
                    f"{cal['threshold']:.2f} (false positive rate {cal['fpr']:.2f} there), so the embedding reward is "
                    f"{'close to chance' if cal['auc'] < 0.7 else 'informative'} on these near misses.")
     over = sorted({v["probe"] for v in m["probe_violations"]})
+    by_rule = sorted({v["probe"] for v in m["probe_violations"] if v.get("enforced_by") != "model"})
+    enforced = ("each enforced by a model, not a rule." if not by_rule else
+                f"of them held by the rules, so a defect of the rules: {', '.join(by_rule)}.")
     out.append(f"{len(m['probe_max_composite'])} reward-hacking probes: "
-               + (f"{len(over)} earned more than their ceiling ({', '.join(over)}), each enforced by a model, not a "
-                  f"rule." if over else "none earned more than its ceiling."))
+               + (f"{len(over)} earned more than their ceiling ({', '.join(over)}), {enforced}" if over
+                  else "none earned more than its ceiling."))
     out.append("What it cannot show: how the rewards behave with the paper's judge and embedder; the gold pairs are "
                "built from ontologies, and the hand-written clinical pairs (verifier section) are the closer test.")
     return out

@@ -41,3 +41,11 @@ def test_comparisons_are_judged_by_their_interval():
     metrics["comparisons"][pair][task].update(ci_low=-0.1)
     assert f"{pair} on {task}: +0.30 [-0.10, +0.50] (n=10), stayed within its noise (the interval spans 0)." in \
         findings.sentences("04", metrics)
+
+
+def test_a_probe_over_its_ceiling_is_named_by_what_holds_it():
+    metrics = committed("02")
+    metrics["probe_violations"] = [{"probe": "gibberish", "enforced_by": "model"},
+                                   {"probe": "judge_instruction", "enforced_by": "rules"}]
+    said = findings.sentences("02", metrics)
+    assert any("held by the rules, so a defect of the rules: judge_instruction." in s for s in said)

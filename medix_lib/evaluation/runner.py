@@ -130,14 +130,13 @@ def _answers(model, chunk: list[dict], protocol: Protocol) -> list[str | None]:
     from medix_lib import policy as policy_lib
     from medix_lib.evaluation.served import ServedPolicy, with_images
 
-    if isinstance(model, ServedPolicy):  # typed parts only where a picture goes with the text: any server reads these
-        return model.answer([with_images(prompt_messages(r, protocol.contract, protocol.system_prompt,
-                                                         protocol.with_choices, True), r["image"])
-                             if r.get("image") is not None else
-                             prompt_messages(r, protocol.contract, protocol.system_prompt, protocol.with_choices, False)
-                             for r in chunk], protocol.max_new_tokens, protocol.seed)
+    served = isinstance(model, ServedPolicy)
+    # a server gets typed parts only where a picture goes with the text: every server reads those
     prompts = [prompt_messages(r, protocol.contract, protocol.system_prompt, protocol.with_choices,
-                               model.is_vision) for r in chunk]
+                               r.get("image") is not None if served else model.is_vision) for r in chunk]
+    if served:
+        return model.answer([with_images(p, r["image"]) if r.get("image") is not None else p
+                             for p, r in zip(prompts, chunk)], protocol.max_new_tokens, protocol.seed)
     texts = policy_lib.generate(model, prompts, images=[r.get("image") for r in chunk] if model.is_vision else None,
                                 max_new_tokens=protocol.max_new_tokens, temperature=0.0,
                                 batch_size=protocol.batch_size, seed=protocol.seed, progress=False)
