@@ -13,8 +13,8 @@ concurrency, timeouts, retries). Failures are never cached, so a rerun retries e
 """
 
 from medix_lib.judge.cache import VerdictCache, machine_cache_path
-from medix_lib.judge.core import (DEFAULT_BACKEND, DEFAULT_MODEL, JUDGE_BACKENDS, Judge, JudgeStats, backend_options,
-                                  judge_file, judge_settings, make_backend)
+from medix_lib.judge.core import (DEFAULT_BACKEND, DEFAULT_MODEL, JUDGE_BACKENDS, YES_RULES, Judge, JudgeStats,
+                                  backend_options, judge_file, judge_settings, make_backend, rule_decision)
 from medix_lib.judge.http import CONSTRAIN_MODES, OpenAIJudge, run_sync
 from medix_lib.judge.local import TransformersJudge, encode_prompt, next_token_logits, prefix_cache, yes_no_token_ids
 from medix_lib.judge.meta import meta_evaluate
@@ -27,4 +27,4 @@ __all__ = ["CONSTRAIN_MODES", "DEFAULT_BACKEND", "DEFAULT_MODEL", "EVAL_QUESTION
            "JudgeItem", "JudgeStats", "OpenAIJudge", "PromptTemplate", "Score", "TransformersJudge", "Verdict",
            "VerdictCache", "backend_options", "encode_prompt", "judge_file", "judge_settings", "looks_like_injection",
            "machine_cache_path", "make_backend", "meta_evaluate", "next_token_logits", "parse_grade", "parse_reply",
-           "prefix_cache", "quote", "run_sync", "yes_no_token_ids"]
+           "prefix_cache", "quote", "rule_decision", "run_sync", "YES_RULES", "yes_no_token_ids"]

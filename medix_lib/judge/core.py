@@ -46,6 +46,25 @@ def make_backend(name: str, **kwargs):
     return JUDGE_BACKENDS[name](**kwargs)
 
 
+YES_RULES = ("exact_match", SAME_CONCEPT)  # the rules that decide YES; every other rule decides NO
+
+
+def rule_decision(reference: str, prediction: str, injected: bool, terminology: bool = True) -> str | None:
+    """The rule that decides a pair of normalised texts before any model is asked (YES for :data:`YES_RULES`, NO
+    for the rest), or None when the model must judge it.
+
+    >>> rule_decision("gout", "", False), rule_decision("gout", "gout", False), rule_decision("gout", "x", True)
+    ('empty', 'exact_match', 'injection')
+    """
+    if not prediction:
+        return "empty"  # an empty prediction is wrong, not a question for the judge
+    if reference and reference == prediction:
+        return "exact_match"
+    if injected:
+        return "injection"
+    return terminology_rule(reference, prediction) if terminology else None
+
+
 @dataclass
 class JudgeStats:
     items: int = 0
@@ -142,13 +161,7 @@ class Judge:
 
     def _rule(self, key: tuple) -> str | None:
         _, reference, prediction, injected = key
-        if not prediction:
-            return "empty"  # an empty prediction is wrong, not a question for the judge
-        if reference and reference == prediction:
-            return "exact_match"
-        if injected:
-            return "injection"
-        return terminology_rule(reference, prediction) if self.terminology else None
+        return rule_decision(reference, prediction, injected, self.terminology)
 
     def _cache_key(self, key: tuple) -> str:
         if self._identity is None:
@@ -204,7 +217,7 @@ class Judge:
         pending = []
         for key in unique:
             rule = self._rule(key)
-            if rule in ("exact_match", SAME_CONCEPT):
+            if rule in YES_RULES:
                 results[key] = (1.0, True, None, False, rule)
                 stats.exact_matches += rule == "exact_match"
                 stats.term_matches += rule == SAME_CONCEPT
