@@ -10,7 +10,9 @@ from medix_lib import judge as J
 from medix_lib import verifier as V
 from medix_lib.text import normalise
 from medix_lib.verifier import trainer
-from medix_lib.verifier.pairs import _CARRIERS, _EVERYDAY, _FILLERS, _LEADS, _split_share, nonsense_pairs
+from medix_lib.verifier.pairs import instruction_pairs, nonsense_pairs
+from medix_lib.verifier.phrasings import (_BARE, _CARRIERS, _EVERYDAY, _FILLERS, _FRAGMENTS, _INSTRUCTIONS, _LEADS, _VAGUE,
+                                          MEANINGLESS_SHAPES, _split_share)
 
 
 @pytest.fixture(scope="module")
@@ -127,19 +129,47 @@ def test_nonsense_answers_are_no_and_use_their_splits_words_only():
     for split in ("train", "test"):
         nonsense = nonsense_pairs(references, split)
         assert [p.reference for p in nonsense] == references and not any(p.label for p in nonsense)
-        words = {w for p in nonsense for w in p.prediction.split() if w in _EVERYDAY}
+        by_shape = {shape: [p.prediction for p in nonsense if p.source == f"generated/{shape}"]
+                    for shape in MEANINGLESS_SHAPES}
+        assert all(len(v) >= 33 for v in by_shape.values())
+        words = {w for t in by_shape["everyday"] for w in t.split()}
         assert words and words <= set(_split_share(_EVERYDAY, split))
-        codes = [p.prediction for p in nonsense if not p.prediction.split()[0] in _EVERYDAY]
-        assert codes and all(any(ch.isdigit() for ch in c) for c in codes)
+        assert all(any(ch.isdigit() for ch in c) for c in by_shape["code"])
+        for shape, pool in (("fragment", _FRAGMENTS), ("bare", _BARE), ("vague", _VAGUE)):
+            assert set(by_shape[shape]) <= set(_split_share(pool, split)), shape
     assert nonsense_pairs(references) == nonsense_pairs(references)
+
+
+def test_instructions_to_the_judge_are_a_no_type_split_like_phrasings(pairs):
+    """Trained on the train share of the phrasings; the meta-evaluation's instructions are the test share."""
+    for split in ("train", "test"):
+        texts = [p.prediction for p in pairs[split] if p.kind == "instruction"]
+        assert texts and not any(p.label for p in pairs[split] if p.kind in ("instruction", "nonsense"))
+        used = {t for t in _INSTRUCTIONS if any(x.endswith(t) for x in texts)}
+        assert used and used <= set(_split_share(_INSTRUCTIONS, split)), split
+    held_out = instruction_pairs(["gout"] * 20, ["fever"])
+    assert {p.prediction.removeprefix("</answer> ").removeprefix("fever. ") for p in held_out} <= set(
+        _split_share(_INSTRUCTIONS, "test"))
+
+
+def test_shipped_verifier_judges_meaningless_answers_no():
+    """The judge as used, from the committed weights, on held-out meaningless answers of every shape (the test share
+    of the pools) against real concept names: none may be paid."""
+    names = ["pulmonary embolism", "anteverted nares", "morphine", "grayscale", "atrial septal defect", "gout",
+             "left lower lobe pneumonia", "hypothyroidism", "Osteosarcoma", "CT", "axial", "microcytic anemia"]
+    items = [p.item() for p in nonsense_pairs(names * 3)]
+    verdicts = J.Judge(backend="transformers", model="medix-verifier-135m")(items)
+    assert [(it.prediction, round(v.p_yes, 2)) for it, v in zip(items, verdicts) if v.label] == []
 
 
 @pytest.mark.slow
 def test_meta_evaluation_of_the_shipped_verifier_reports_every_set():
     result = V.meta_evaluation(zero_shot=None, embedder=None, max_test=40, speed_pairs=0, progress=False)
     verifier, judged = result["methods"]["trained verifier"], result["methods"][V.TERMINOLOGY_METHOD]
-    assert set(result["labels"]) == {"test", "validation", "clinical", "nonsense"}
-    assert result["labels"]["nonsense"] and not any(result["labels"]["nonsense"])
+    assert set(result["labels"]) == {"test", "validation", "clinical", "nonsense", "instruction", "wrong"}
+    for k in ("nonsense", "instruction", "wrong"):
+        assert result["labels"][k] and not any(result["labels"][k]), k
+    assert judged["instruction_yes_rate"] == 0  # the guard decides every one before the verifier
     assert len(result["labels"]["clinical"]) == 374 and judged["threshold"] == verifier["threshold"]
     # the vocabularies only settle pairs they know, so the judge as used ranks clinical pairs at least as well
     assert judged["clinical_auc"] >= verifier["clinical_auc"] > 0.75

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from medix_lib import judge, models
 from medix_lib.text import normalise
-from medix_lib.verifier.pairs import (MEANINGLESS_SHAPES, PAIR_TYPES, Pair, PairConfig, build_pairs, clinical_pairs,
-                                      instruction_pairs, nonsense_pairs, pair_counts, wrong_answers)
+from medix_lib.verifier.pairs import (PAIR_TYPES, Pair, PairConfig, build_pairs, clinical_pairs, instruction_pairs,
+                                      nonsense_pairs, pair_counts, wrong_answers)
+from medix_lib.verifier.phrasings import MEANINGLESS_SHAPES
 from medix_lib.verifier.trainer import ARTIFACT, _auc, best_threshold, clinical_summary, score
 
 # The judge as rewards and evaluation use it: the verifier's P(YES), or 1/0 where the judge's rules decide the pair
