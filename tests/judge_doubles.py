@@ -103,6 +103,27 @@ class CandidateServer(StubServer):
         self.send(handler, 200, json.dumps({"id": "c", "object": "chat.completion", "choices": [choice]}).encode())
 
 
+class LetterServer(StubServer):
+    """A served letter verifier, as CompassVerifier replies: A when the candidate's answer says "heart attack", C
+    when it says TRUNC (a cut-off answer), else B. Markers in the answer choose the reply's shape: BOXED (its CoT
+    prompt's "... Final Judgment: \\boxed{B} - INCORRECT"), WORD (CORRECT, INCORRECT or INVALID), LOGPROBS (the
+    letter with top_logprobs), GARBAGE (a sentence)."""
+
+    WORDS = {"A": "CORRECT", "B": "INCORRECT", "C": "INVALID"}
+
+    def handle(self, handler, body: dict, seen: int):
+        answer = body["messages"][-1]["content"].split("<Candidate's Answer Begin>")[-1]
+        letter = "A" if "heart attack" in answer else "C" if "TRUNC" in answer else "B"
+        text = ("Well, that depends on the context." if "GARBAGE" in answer
+                else f"Analysis step by step: ...\nFinal Judgment: \\boxed{{{letter}}} - {self.WORDS[letter]}"
+                if "BOXED" in answer else self.WORDS[letter] if "WORD" in answer else letter)
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        if "LOGPROBS" in answer:
+            top = [{"token": t, "logprob": lp} for t, lp in ((letter, -0.1), ("B", -3.0), ("C", -2.5), ("D", -6))]
+            choice["logprobs"] = {"content": [{"token": letter, "logprob": -0.1, "top_logprobs": top}]}
+        self.send(handler, 200, json.dumps({"id": "v", "object": "chat.completion", "choices": [choice]}).encode())
+
+
 def http_judge(url: str, **kwargs) -> Judge:
     # 1.5 s: a healthy reply must never time out on a busy CI machine; SLOW sleeps 2 s, past it
     options = {"timeout": 1.5, "max_retries": 2, "concurrency": 8, **kwargs}

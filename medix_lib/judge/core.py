@@ -15,6 +15,7 @@ from typing import Callable
 from medix_lib import models
 from medix_lib.judge.cache import VerdictCache
 from medix_lib.judge.http import OpenAIJudge
+from medix_lib.judge.letters import LetterScore
 from medix_lib.judge.local import TransformersJudge
 from medix_lib.judge.protocol import (REWARD_TEMPLATE, TEMPLATES, JudgeConfigError, JudgeItem, Score, Verdict,
                                       looks_like_injection)
@@ -76,6 +77,7 @@ class JudgeStats:
     model_calls: int = 0  # unique prompts sent to the backend
     retries: int = 0
     failures: int = 0  # items whose verdict carries an error
+    invalid: int = 0  # model calls a letter verifier answered C, INVALID (a NO; cached verdicts do not keep it)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -89,7 +91,7 @@ class JudgeStats:
         return (f"{self.items} items, {self.unique} unique, {self.exact_matches} exact, {self.term_matches} "
                 f"same-concept, {self.rule_no} rule-NO, "
                 f"{self.cache_hits} cached, {self.model_calls} model calls, {self.retries} retries, "
-                f"{self.failures} failed, {self.seconds:.2f}s")
+                f"{self.failures} failed, {self.invalid} invalid, {self.seconds:.2f}s")
 
 
 # Judge fields that are options of the openai backend; None leaves the backend's default.
@@ -99,6 +101,9 @@ _HTTP_FIELDS = ("base_url", "api_key_env", "timeout", "concurrency", "max_retrie
 @dataclass
 class Judge:
     """Judge many (reference, prediction) items; see the module docstring for the order of decisions.
+
+    A model trained on a prompt of its own (``models.judge_template``: CompassVerifier's A/B/C letters) answers that
+    prompt wherever ``template`` names a YES/NO one; ``describe()`` and ``prompt_hash`` record the one in use.
 
     ``threshold`` turns P(YES) into the label (also for cached verdicts, so it can change without re-judging); "auto"
     takes the threshold recorded with the model's weights (the verifier's, chosen on its validation split), else 0.5.
@@ -131,7 +136,9 @@ class Judge:
         options = {**self.backend_options,
                    **{k: getattr(self, k) for k in _HTTP_FIELDS if getattr(self, k) is not None}}
         self._backend = make_backend(self.backend, model=self.model, **options)
-        self._template = TEMPLATES[self.template]
+        # the YES/NO templates are roles (reward, evaluation); a verifier trained on its own prompt plays them with it
+        own = models.judge_template(self.model) if TEMPLATES[self.template].kind == "verdict" else None
+        self._template = TEMPLATES[own or self.template]
         self._cache = VerdictCache(self.cache_path) if self.cache_path else None
         self._identity: str | None = None
         self._threshold: float | None = None if self.threshold == "auto" else float(self.threshold)
@@ -150,7 +157,7 @@ class Judge:
 
     def describe(self) -> dict:
         """What a results file should record about the judge (never the API key)."""
-        return {"backend": self.backend, "model": self.model, "template": self.template,
+        return {"backend": self.backend, "model": self.model, "template": self._template.name,
                 "prompt_hash": self.prompt_hash, "threshold": self.p_yes_threshold,
                 "show_question": self.show_question, "terminology": self.terminology}
 
@@ -180,6 +187,8 @@ class Judge:
             if self.rubric:
                 scores = [Score(p_yes=s.score, error=s.error, attempts=s.attempts)
                           for s in self._backend.score(prompts, progress=progress, rubric=True)]
+            elif self._template.kind == "abc":  # letters A/B/C: P(A) and the letter (judge.letters)
+                scores = self._backend.score(prompts, progress=progress, abc=True)
             elif hasattr(self._backend, "score"):
                 scores = self._backend.score(prompts, progress=progress)
             else:  # a minimal backend that only knows P(YES)
@@ -238,6 +247,7 @@ class Judge:
             scores = self._score([self._template.messages(unique[k], self.show_question) for k in pending], progress)
             stats.model_calls = len(pending)
             stats.retries = sum(max(0, s.attempts - 1) for s in scores)
+            stats.invalid = sum(isinstance(s, LetterScore) and s.invalid for s in scores)
             for key, s in zip(pending, scores):
                 failed = s.error is not None or (s.p_yes is None and s.label is None)
                 results[key] = (None, None, s.error or "backend gave neither P(YES) nor a label", False, None) \

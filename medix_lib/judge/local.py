@@ -8,6 +8,7 @@ import inspect
 from pathlib import Path
 
 from medix_lib import models
+from medix_lib.judge.letters import LETTERS, LetterScore, letter_score, letter_token_ids
 from medix_lib.judge.protocol import DATA_OPEN, Score
 
 def _cache_argument(model) -> str:
@@ -89,7 +90,8 @@ def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
 
 
 class TransformersJudge:
-    """Local causal LM scored by one forward pass per prompt: P(YES) from the next-token YES/NO logits.
+    """Local causal LM scored by one forward pass per prompt: P(YES) from the next-token YES/NO logits (a letter
+    verifier's P(A) over the A/B/C logits, :mod:`~medix_lib.judge.letters`; a rubric's expected grade).
 
     Any causal LM alias, hub id or local path works (the trained verifier included). The template's constant prefix
     (chat template, system prompt, instruction: most of a judge prompt) is run once per call and its KV cache reused
@@ -144,7 +146,8 @@ class TransformersJudge:
             batches += [(width, rows, items[i:i + rows]) for i in range(0, len(items), rows)]
         return batches
 
-    def _run(self, prompts: list[list[dict]], progress: bool, rubric: bool = False) -> list[float | Exception]:
+    def _run(self, prompts: list[list[dict]], progress: bool, rubric: bool = False,
+             abc: bool = False) -> list[float | LetterScore | Exception]:
         import copy
 
         import torch
@@ -154,8 +157,9 @@ class TransformersJudge:
         model = models.load_causal_lm(self.model_name, self.device, self.dtype)
         yes_ids, no_ids = yes_no_token_ids(tokenizer)
         digit_ids = [tokenizer.encode(str(d), add_special_tokens=False)[0] for d in range(6)] if rubric else None
+        letter_ids = letter_token_ids(tokenizer) if abc else None
         encoded = [encode_prompt(tokenizer, p) for p in prompts]
-        results: list[float | Exception] = [0.0] * len(prompts)
+        results: list[float | LetterScore | Exception] = [0.0] * len(prompts)
         groups: dict[tuple[int, ...], list[int]] = {}  # one group per distinct prefix: one, for a single template
         for i, (prefix, _) in enumerate(encoded):
             groups.setdefault(tuple(prefix), []).append(i)
@@ -176,6 +180,9 @@ class TransformersJudge:
                     if rubric:  # the expected grade under the next-token distribution over the digits 0-5, / 5
                         grades = torch.softmax(logits[:, digit_ids], -1) @ torch.arange(6.0, device=logits.device)
                         values = (grades / 5).tolist()
+                    elif abc:  # P(A) over the three letters' mass: C (invalid) counts against YES, as B does
+                        masses = torch.stack([torch.logsumexp(logits[:, ids], -1) for ids in letter_ids], -1)
+                        values = [letter_score(dict(zip(LETTERS, p))) for p in torch.softmax(masses, -1).tolist()]
                     else:
                         margin = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)
                         values = torch.sigmoid(margin).tolist()
@@ -194,7 +201,10 @@ class TransformersJudge:
                 raise r
         return results
 
-    def score(self, prompts: list[list[dict]], progress: bool = False, rubric: bool = False) -> list[Score]:
+    def score(self, prompts: list[list[dict]], progress: bool = False, rubric: bool = False,
+              abc: bool = False) -> list[Score]:
+        """One score per prompt: P(YES); with ``rubric`` the expected grade / 5; with ``abc`` a
+        :class:`~medix_lib.judge.letters.LetterScore` (P(A), the likeliest letter)."""
         return [Score(error=f"{type(r).__name__}: {r}") if isinstance(r, Exception)
-                else Score(score=r) if rubric else Score(p_yes=r)
-                for r in self._run(prompts, progress, rubric)]
+                else r if abc else Score(score=r) if rubric else Score(p_yes=r)
+                for r in self._run(prompts, progress, rubric, abc)]

@@ -104,6 +104,55 @@ TEMPLATES["rubric-v1"] = PromptTemplate(
     "omissions, 3 = some findings missing or wrong, 2 = mostly incomplete or wrong, 1 = barely related, 0 = "
     "unrelated or empty. Reply with one digit from 0 to 5.\n{question_block}"
     "The reference report, then the predicted report:\n<<<{reference}>>> <<<{prediction}>>>", kind="rubric")
+# CompassVerifier (open-compass/CompassVerifier, src/prompts.py CV_PROMPT at 2d7cba6; it has no few-shot examples)
+# replies with one letter: A correct, B incorrect, C invalid (truncated, repetitive, a refusal); kind "abc" makes the
+# judge read that letter (medix_lib.judge.letters). Its text is the release's, contradictory last lines included (the
+# model was trained on them); only the fields are filled the project's way, as quoted data. Its usage sends the
+# prompt as a lone user message, which Qwen2.5's chat template gives this default system prompt: with it spelled out
+# the rendered prompt is the one the model was trained on, whatever server or template renders it.
+TEMPLATES["compassverifier-v1"] = PromptTemplate(
+    "compassverifier-v1", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+    "\n"
+    "Please as a grading expert, judge whether the final answers given by the candidates below are "
+    "consistent with the standard answers, that is, whether the candidates answered correctly. \n"
+    "Here are some evaluation criteria:\n"
+    "1. Please refer to the given standard answer. You don't need to re-generate the answer to the "
+    "question because the standard answer has been given. You only need to judge whether the candidate's "
+    "answer is consistent with the standard answer according to the form of the question. THE STANDARD "
+    "ANSWER IS ALWAYS CORRECT AND THE QUESTION IS PERFECTLY VALID. NEVER QUESTION THEM.\n"
+    "2. ONLY compare the FINAL ANSWER - COMPLETELY IGNORE any potential errors in the REASONING PROCESSES.\n"
+    "3. Some answers may be expressed in different ways, such as some answers may be a mathematical "
+    "expression, some answers may be a textual description, as long as the meaning expressed is the same. "
+    "Before making a judgment, please understand the question and the standard answer first, and then "
+    "judge whether the candidate's answer is correct.\n"
+    "4. Some answers may consist of multiple items, such as multiple-choice questions, multiple-select "
+    "questions, fill-in-the-blank questions, etc. Regardless of the question type, the final answer will "
+    "be considered correct as long as it matches the standard answer, regardless of whether the reasoning "
+    "process is correct. For multiple-select questions and multi-blank fill-in-the-blank questions, all "
+    "corresponding options or blanks must be answered correctly and match the standard answer exactly to "
+    "be deemed correct.\n"
+    "5. If the prediction is given with \\boxed{{}}, please ignore the \\boxed{{}} and only judge whether "
+    "the candidate's answer is consistent with the standard answer.\n"
+    "6. If the candidate's answer is invalid (e.g., incomplete (cut off mid-response), lots of unnormal "
+    "repetitive content, or irrelevant to the question, saying it can't answer the question because some "
+    "irresistible factors, like ethical issues, no enough information, etc.), select option C "
+    "(INVALID).Please judge whether the following answers are consistent with the standard answer based on "
+    "the above criteria. Grade the predicted answer of this new question as one of:\n"
+    "A: CORRECT \n"
+    "B: INCORRECT\n"
+    "C: INVALID\n"
+    "Just return the letters \"A\", \"B\", or \"C\", with no text around it.\n"
+    "Here is your task. Simply reply with either CORRECT, INCORRECT, or INVALID. Don't apologize or "
+    "correct yourself if there was a mistake; we are just trying to grade the answer.\n"
+    "<Original Question Begin>:\n"
+    "{question_block}<Original Question End>\n"
+    "<Standard Answer Begin>:\n"
+    "<<<{reference}>>>\n"
+    "<Standard Answer End>\n"
+    "<Candidate's Answer Begin>: \n"
+    "<<<{prediction}>>>\n"
+    "<Candidate's Answer End>\n"
+    "Judging the correctness of the candidate's answer:\n", kind="abc")
 RUBRIC_TEMPLATE = "rubric-v1"
 REWARD_TEMPLATE, EVAL_TEMPLATE = "reward-v3", "eval-v3"  # the accuracy reward's prompt, the evaluator's prompt
 EVAL_QUESTION_TEMPLATE = "eval-question-v1"  # the evaluator's prompt when the judge is shown the question

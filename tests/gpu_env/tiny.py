@@ -1,6 +1,7 @@
 """Tiny random models for the GPU-environment tier, built from configs at test time (no hub): a Qwen2.5-VL policy with
-Qwen's chat template, a Qwen3 judge whose chat template knows ``enable_thinking`` as Qwen3's does, and a BERT
-sentence embedder. Adapted from shared/reference/gpu-env-on-cpu/build.py.
+Qwen's chat template, a Qwen3 judge whose chat template knows ``enable_thinking`` as Qwen3's does, a Qwen2 letter
+verifier with Qwen2.5's chat template (CompassVerifier's architecture), and a BERT sentence embedder. Adapted from
+shared/reference/gpu-env-on-cpu/build.py.
 
 Without torchvision (which does not load beside the CPU torch wheel) transformers cannot build Qwen2.5-VL's video
 processor, so ``AutoProcessor`` cannot load the policy's folder; :func:`vlm_processor` builds the processor from its
@@ -32,6 +33,13 @@ JUDGE_TEMPLATE = (
     "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}{%- endif %}"
     "{%- endif %}")
 EMPTY_THINK = "<think>\n\n</think>\n\n"
+# Qwen2.5-Instruct's chat template without its tool branches: a conversation without a system message gets Qwen's
+# default one, as CompassVerifier's usage (a lone user message) does.
+QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+QWEN25_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + QWEN25_SYSTEM + "<|im_end|>\n{% endif %}"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
             "<|video_pad|>"]
 CORPUS = ["What imaging modality was used to acquire this image? CT scan MRI radiograph ultrasound fundus answer "
@@ -115,6 +123,22 @@ def build_judge(folder: Path) -> Path:
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_letter_judge(folder: Path) -> Path:
+    """A tiny random Qwen2 causal LM (CompassVerifier's architecture) with Qwen2.5's chat template; its head is not
+    tied to its embeddings, so a test can set the letters' rows without changing what the model reads."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _bpe_tokenizer(QWEN25_TEMPLATE)
+    tokenizer.add_tokens(["YES", "NO", "Yes", "No", "yes", "no"])  # the backend also looks up YES/NO tokens
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
