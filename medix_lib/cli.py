@@ -241,7 +241,7 @@ def cmd_evaluate(args) -> int:
         flags = {"tasks": args.tasks, "policy_model": None if args.candidate_base_url else args.model,
                  "judge_model": args.judge, "judge_backend": args.judge_backend, "judge_rounds": args.rounds,
                  "max_new_tokens": args.max_new_tokens, "system_prompt": args.system_prompt,
-                 "answer_guards": args.guards}
+                 "answer_guards": args.guards, "image_control": args.image_control}
         values.update({k: v for k, v in flags.items() if v is not None})
         cfg = params.build("04", values)
         if args.base_url:
@@ -265,6 +265,9 @@ def cmd_evaluate(args) -> int:
     table = evaluation.table(result)
     print(table.attrs["caption"])
     print(table.to_string())
+    if result["picture_reliance"]:
+        print("\naccuracy with and without the picture (image tasks):")
+        print(evaluation.reliance_table(result).to_string())
     return 0
 
 
@@ -413,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="give the output-contract system prompt (the paper's protocol: no)")
     ev.add_argument("--guards", action=argparse.BooleanOptionalAction, default=None,
                     help="refuse hedges, judge instructions and padding before judging")
+    ev.add_argument("--image-control", default=None, metavar="CONTROL",
+                    help="ask image tasks again with the picture replaced: blank (mid-grey) or shuffled (another "
+                         "row's, from another source); none: not at all (default: the params' image_control)")
     ev.add_argument("--output", default="outputs/eval", help="folder for results.sqlite and report.json")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -41,6 +41,33 @@ def verdict(d: dict, up: str = "rose", down: str = "fell") -> str:
     return "stayed within its noise (the interval spans 0)"
 
 
+# what each image control asks in place of the picture (medix_lib.evaluation.image_control)
+CONTROL_WORDS = {"blank": "a mid-grey picture", "shuffled": "a test picture of another source"}
+
+
+def picture_verdict(d: dict) -> str:
+    """Whether the picture measurably matters, from the interval of accuracy with minus without it.
+
+    >>> picture_verdict({"ci_low": 0.05, "ci_high": 0.3}), picture_verdict({"ci_low": -0.1, "ci_high": 0.2})
+    ('the picture measurably helps', 'not measurably different without the picture (the interval spans 0)')
+    """
+    if d["ci_low"] > 0:
+        return "the picture measurably helps"
+    if d["ci_high"] < 0:
+        return "measurably better without the picture"
+    return "not measurably different without the picture (the interval spans 0)"
+
+
+def picture_reliance(reliance: dict) -> list[str]:
+    """A sentence per image control of an evaluation report's ``picture_reliance``: each candidate's accuracy with
+    and without the picture (image tasks pooled) and whether the difference is resolved."""
+    return [f"The image questions asked again with {CONTROL_WORDS[control]} in place of each picture "
+            f"({control} control), judge accuracy with vs without the picture and the paired difference: "
+            + "; ".join(f"{name} {d['with']:.2f} vs {d['without']:.2f}, {interval(d, 2)}: {picture_verdict(d)}"
+                        for name, d in entry["pooled"].items()) + "."
+            for control, entry in reliance.items()]
+
+
 def _01(m: dict) -> list[str]:
     splits, synthesis = m["splits"], m["synthesis"]
     return [
@@ -122,6 +149,7 @@ def _04(m: dict) -> list[str]:
     for pair, tasks in m.get("comparisons", {}).items():
         for task, d in tasks.items():
             out.append(f"{pair} on {task}: {interval(d, 2)}, {verdict(d, 'better', 'worse')}.")
+    out += picture_reliance(m.get("picture_reliance", {}))
     probe = m.get("modality_probe")
     if probe:
         out.append(f"Modality ceiling: {probe['heldout']:.0%} of test-picture views have a nearest training picture "

@@ -21,6 +21,7 @@ from medix_lib import config, models, progress
 from medix_lib.config import ParamsError, StageParams
 from medix_lib.contract import OutputContract
 from medix_lib.data import SYNTH_SOURCES
+from medix_lib.evaluation.image_control import IMAGE_CONTROLS
 from medix_lib.judge import (DEFAULT_BACKEND, DEFAULT_MODEL, EVAL_QUESTION_TEMPLATE, EVAL_TEMPLATE, JUDGE_BACKENDS,
                               REWARD_TEMPLATE, Judge, machine_cache_path)
 from medix_lib.rewards import COMPONENTS, DEFAULT_EMBEDDER, MEDIX_WEIGHTS, REWARDS, SemanticReward
@@ -263,6 +264,7 @@ class EvalParams(RewardSettings, StageParams):
     n_bootstrap: int = 2000  # bootstrap resamples for every confidence interval
     gallery_rows: int = 4  # held-out rows per task shown in full as every candidate answered them (first by item id)
     judge_show_question: bool | Literal["auto"] = "auto"  # auto: an LLM judge sees it (paper), a verifier never
+    image_control: Literal[IMAGE_CONTROLS] = "blank"  # image rows asked again: picture grey (blank), swapped (shuffled)
 
     def check(self) -> None:
         from medix_lib import benchmarks
@@ -306,7 +308,7 @@ class EvalParams(RewardSettings, StageParams):
         from medix_lib.evaluation import Protocol
 
         return Protocol(self.contract(), self.system_prompt, self.with_choices, self.max_new_tokens, self.batch_size,
-                        self.answer_guards, self.seed)
+                        self.answer_guards, self.seed, self.image_control)
 
     def task_rows(self) -> dict:
         """Task name -> a function returning its rows (loaded only when the task is run)."""

@@ -22,7 +22,7 @@ from medix_lib.benchmarks.pmc_vqa import load_pmc_vqa
 from medix_lib.benchmarks.pubmedqa import load_pubmedqa
 from medix_lib.benchmarks.slake import load_slake
 from medix_lib.benchmarks.vqa_rad import load_vqa_rad
-from medix_lib.data import FEATURES, ROW_COLUMNS, DataError
+from medix_lib.data import FEATURES, ROW_COLUMNS, ROW_EXTRAS, DataError
 
 FIX = Path(__file__).parent / "fixtures" / "benchmarks"
 
@@ -96,7 +96,8 @@ def test_every_task_loads_schema_rows_from_a_fixture(name):
     assert rows and stats["rows"] == len(rows)
     task = bm.get_task(name)
     for row in rows:
-        assert tuple(row) == ROW_COLUMNS and row["split"] == ("train" if task.split == "train" else "test")
+        assert tuple(row)[:len(ROW_COLUMNS)] == ROW_COLUMNS and set(tuple(row)[len(ROW_COLUMNS):]) <= set(ROW_EXTRAS)
+        assert row["split"] == ("train" if task.split == "train" else "test")
         assert (row["image"] is not None) == (task.modality == "image")
         if row["image"] is not None:
             assert row["image"].size == (16, 16) and row["image"].mode == "RGB"
@@ -386,8 +387,10 @@ def test_medix_r1_release_rows():
 def test_synthetic_tasks_split_by_image_and_need_notebook_01(tmp_path):
     rows, stats, _ = run(bm.load_task("synthetic_image", source=FIX / "synthetic" / "dataset"))
     assert [r["id"] for r in rows] == ["syn-2", "syn-3"] and stats["filtered_other_kind"] == 1
+    # the fixture's ids name no question family; its pictures' source is the package and the modality tag
+    assert [(r["family"], r["image_source"]) for r in rows] == [(None, "hpo:CT_SCAN")] * 2
     rows, _, _ = run(bm.load_task("synthetic_text", source=FIX / "synthetic" / "dataset"))
-    assert [r["id"] for r in rows] == ["syn-1"] and rows[0]["image"] is None
+    assert [r["id"] for r in rows] == ["syn-1"] and rows[0]["image"] is None and "image_source" not in rows[0]
     with pytest.raises(FileNotFoundError, match="run notebook 01"):
         list(bm.load_task("synthetic_text", source=tmp_path))
 

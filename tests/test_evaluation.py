@@ -185,7 +185,7 @@ def test_every_stored_response_is_exported_with_its_verdict_and_refusal(stub, tm
     optional = {"verdict": str, "p_yes": float, "score": float, "refused_by": str}
     for row in lines:
         assert list(row) == ["candidate", "task", "item", "prompt", "reference", "response", "final_answer",
-                             *optional, "task_type", "modality"]
+                             *optional, "task_type", "modality", "family"]
         assert all(isinstance(row[k], str) for k in list(row)[:7])
         assert all(row[k] is None or isinstance(row[k], t) for k, t in optional.items())
     right, ramble, exact, wrong = lines[:4]
@@ -404,7 +404,7 @@ def test_accuracy_by_question_type_and_modality_sums_to_each_task(tmp_path, monk
         evaluation.breakdown_table(result, by="task")
 
 
-def test_a_store_written_before_types_and_modalities_were_kept_is_migrated(tmp_path):
+def test_a_store_written_before_types_modalities_and_families_were_kept_is_migrated(tmp_path):
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path)
     old.executescript("""
@@ -415,18 +415,21 @@ def test_a_store_written_before_types_and_modalities_were_kept_is_migrated(tmp_p
     old.close()
     store = evaluation.ResultsStore(path)
     evaluation.ResultsStore(path)  # opened again: nothing left to add
-    assert store.responses("m", "t")[0]["task_type"] is None and store.responses("m", "t")[0]["modality"] is None
+    assert [store.responses("m", "t")[0][k] for k in ("task_type", "modality", "family")] == [None] * 3
     store.put_responses("m", "t", [{"item": "new", "prompt": "q", "reference": "a", "choices": None, "response": "r",
                                     "answer": "a", "task_type": "yes_no", "modality": "CT_SCAN"}])
     scores = evaluation.report(store, ["m"], ["t"], "judge", "hash", 200)["tasks"]["t"]["m"]
     assert {f: s["n"] for f, s in scores["by_type"].items()} == {"closed": 1, "unknown": 1}
     assert {f: s["n"] for f, s in scores["by_modality"].items()} == {"CT_SCAN": 1, "unknown": 1}
+    assert {f: s["n"] for f, s in scores["by_family"].items()} == {"unknown": 2}
     rows = [{"id": "old", "task_type": "open", "modality": "OTHER"}, {"id": "new", "task_type": "open",
                                                                       "modality": "OTHER"}]
     assert store.fill_item_info("m", "t", rows) == 1
-    assert store.fill_item_info("m", "t", rows) == 0
-    kinds = {r["item"]: (r["task_type"], r["modality"]) for r in store.responses("m", "t")}
-    assert kinds == {"old": ("open", "OTHER"), "new": ("yes_no", "CT_SCAN")}, "only what was missing is filled"
+    assert store.fill_item_info("m", "t", rows) == 0, "a row without a family has none to give"
+    assert store.fill_item_info("m", "t", [{**r, "family": "image_plane"} for r in rows]) == 2
+    kinds = {r["item"]: (r["task_type"], r["modality"], r["family"]) for r in store.responses("m", "t")}
+    assert kinds == {"old": ("open", "OTHER", "image_plane"), "new": ("yes_no", "CT_SCAN", "image_plane")}, \
+        "only what was missing is filled"
 
 
 def _release_scores(lines: list[dict]) -> dict[str, float]:

@@ -49,3 +49,15 @@ def test_a_probe_over_its_ceiling_is_named_by_what_holds_it():
                                    {"probe": "judge_instruction", "enforced_by": "rules"}]
     said = findings.sentences("02", metrics)
     assert any("held by the rules, so a defect of the rules: judge_instruction." in s for s in said)
+
+
+def test_picture_reliance_is_judged_by_its_interval():
+    metrics = committed("04")
+    assert not any("blank control" in s for s in findings.sentences("04", metrics))  # a run without the control
+    metrics["picture_reliance"] = {"blank": {"tasks": {}, "pooled": {
+        "base": {"n": 45, "with": 0.47, "without": 0.44, "diff": 0.03, "ci_low": -0.05, "ci_high": 0.11},
+        "grpo": {"n": 45, "with": 0.69, "without": 0.47, "diff": 0.22, "ci_low": 0.07, "ci_high": 0.38}}}}
+    said = " ".join(findings.sentences("04", metrics))
+    assert ("(blank control), judge accuracy with vs without the picture and the paired difference: base 0.47 vs "
+            "0.44, +0.03 [-0.05, +0.11] (n=45): not measurably different without the picture (the interval spans 0); "
+            "grpo 0.69 vs 0.47, +0.22 [+0.07, +0.38] (n=45): the picture measurably helps.") in said

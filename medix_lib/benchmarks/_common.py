@@ -384,8 +384,8 @@ class RowStream:
     def to_dataset(self, cache_dir: str | None = None) -> datasets.Dataset:
         """Materialise to an Arrow-backed ``Dataset`` with the schema's features (written to disk, not memory)."""
         def gen(stream):
-            for row in stream:
-                yield {**row, "image": encode_image(row["image"])}
+            for row in stream:  # the columns alone: a loader's extra keys (data.ROW_EXTRAS) are never saved
+                yield {**{c: row[c] for c in FEATURES}, "image": encode_image(row["image"])}
         # A fresh fingerprint: the generator's hash cannot tell two sources (or two passes over edited files) apart.
         return datasets.Dataset.from_generator(gen, features=FEATURES, gen_kwargs={"stream": self},
                                                cache_dir=cache_dir, fingerprint=uuid.uuid4().hex)

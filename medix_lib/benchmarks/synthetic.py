@@ -4,6 +4,13 @@ Layout read by :func:`load_synthetic`: the ``datasets.DatasetDict`` notebook 01 
 ``outputs/01_synthesize_data/<variant>/dataset`` (splits ``train`` and ``test``), whose rows already have the
 schema's columns. Two tasks read its ``test`` split: ``synthetic_text`` (rows without an image) and
 ``synthetic_image`` (rows with one).
+
+After the schema's columns each row carries keys of :data:`~medix_lib.data.ROW_EXTRAS`: ``family``, its question
+family as notebook 01 counts it (``image_plane``, ``image_modality_yes_no``, ``hpo_lay_term``, ...; read from its id,
+None for an id made otherwise), and on image rows ``image_source``, what the picture comes from as far as the row
+tells: the source package and the modality tag (``synthetic/pydicom:CT_SCAN``). The dataset does not keep the source
+file itself; every view of one file shares both, so two rows with different ``image_source`` never show one file (the
+evaluation's shuffled-picture control relies on that).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from pathlib import Path
 import datasets
 
 from medix_lib.data import ROW_COLUMNS
+from medix_lib.data.synthesis import row_family
 
 from ._common import ImageFolders, RowStream, Split, resolve_split
 
@@ -48,6 +56,8 @@ def load_synthetic(source: str | Path | None = None, split: str = "test", kind: 
                 continue
             ok, img = images.open(row["image"], row["id"], "image", image_size, stats, required=kind == "image")
             if ok:
-                yield {**{c: row[c] for c in ROW_COLUMNS}, "image": img, "split": sp.schema}
+                yield {**{c: row[c] for c in ROW_COLUMNS}, "image": img, "split": sp.schema,
+                       "family": row_family(row["id"]),
+                       **({"image_source": f"{row['source']}:{row['modality']}"} if img is not None else {})}
 
     return RowStream(name, make, limit)

@@ -8,6 +8,9 @@ Every row has the columns of :data:`ROW_COLUMNS`::
 from (``open``, ``mcq`` converted to open-ended, ``yes_no``, ``report``); ``choices`` keeps the original options of
 MCQ-origin rows for evaluation. :func:`to_grpo` turns rows into the conversational training prompt plus the reward
 columns, so nothing downstream re-parses raw data.
+
+A loader may add the keys of :data:`ROW_EXTRAS` after the columns, where its data says them; they are read by the
+evaluation and never saved (a materialised dataset has the columns alone).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ SPLITS: tuple[str, ...] = ("train", "test")
 ROW_COLUMNS: tuple[str, ...] = (
     "id", "question", "answer", "modality", "task_type", "source", "split", "image", "choices",
 )
+# ``family``: the row's question family as its dataset names it (the synthetic set's templates: image_plane, ...);
+# ``image_source``: what the row's picture comes from, so that rows with different values never show one source file
+ROW_EXTRAS: tuple[str, ...] = ("family", "image_source")
 FEATURES = datasets.Features({
     "id": datasets.Value("string"),
     "question": datasets.Value("string"),

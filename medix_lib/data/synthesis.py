@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,24 @@ def _unit_hash(*parts: Any) -> float:
 
 
 SYNTH_SOURCES: tuple[str, ...] = (*TEXT_SOURCES, *IMAGE_SOURCES)
+
+_ROW_ID = re.compile(r"^syn-(?P<family>.+)-[0-9a-f]{12}$")
+
+
+def row_id(family: str, *parts: Any) -> str:
+    """A synthetic row's id: its question family, then a hash of what makes the row unique. The dataset keeps no
+    other record of the family, so :func:`row_family` reads it back from here."""
+    return f"syn-{family}-{_stable_id(*parts)}"
+
+
+def row_family(row_id_: str) -> str | None:
+    """The question family a synthetic row's id names (:func:`row_id`); None for an id made otherwise.
+
+    >>> row_family(row_id("image_plane", "ct", "Which plane?")), row_family("syn-3"), row_family("vqa_rad-7")
+    ('image_plane', None, None)
+    """
+    match = _ROW_ID.match(row_id_)
+    return match["family"] if match else None
 
 
 def split_images(sources: list[ImageSource], seed: int, test_fraction: float) -> set[str]:
@@ -65,7 +84,7 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
     answer_split: dict[str, str] = {}
 
     def finish(c: Candidate, split: str) -> dict:
-        row = {"id": f"syn-{c.family}-{_stable_id(c.group, c.question, c.answer, c.aug)}", "question": c.question,
+        row = {"id": row_id(c.family, c.group, c.question, c.answer, c.aug), "question": c.question,
                "answer": c.answer, "modality": c.modality, "task_type": c.task_type, "source": f"synthetic/{c.source}",
                "split": split, "image": encode_image(c.image), "choices": c.choices}
         stats[f"rows/{c.family}"] += 1

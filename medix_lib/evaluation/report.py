@@ -1,8 +1,9 @@
 """The report, recomputed from the results store alone: per task n, judge accuracy with a bootstrap 95% CI, the
 judge's failure rate, rule-based metrics beside it (exact match, token F1, option-letter accuracy for MCQ-origin
-items), accuracy by question type (open, closed, report) and by modality, the macro average over tasks, and paired
-comparisons of two models; the judge and its prompt hash on every table. Every stored response, with its verdict,
-is exported beside the report as JSON lines, and in the MediX-R1 release's own results layout.
+items), accuracy by question type (open, closed, report), by modality and by the rows' question family, the macro
+average over tasks, paired comparisons of two models, and each model's accuracy on image tasks with and without the
+picture (``picture_reliance``); the judge and its prompt hash on every table. Every stored response, with its
+verdict, is exported beside the report as JSON lines, and in the MediX-R1 release's own results layout.
 
 Report tasks (metric ``judge_rubric``) are graded with the rubric prompt, so their verdicts are stored, and read
 here, under its hash (:func:`task_prompt_hash`): every function below takes the judges' own prompt hash."""
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medix_lib.evaluation.image_control import IMAGE_CONTROLS, control_task
 from medix_lib.evaluation.runner import grading_template
 from medix_lib.evaluation.stats import bootstrap_ci, chosen_option, exact_match, paired_bootstrap, token_f1
 from medix_lib.evaluation.store import ResultsStore
@@ -52,9 +54,9 @@ def item_scores(store: ResultsStore, model: str, task: str, judge: str, prompt_h
     """item -> its judged correctness (majority of rounds; a rubric's mean score), the verdict (YES, NO; None without
     a successful round) and its mean P(YES), rule metrics and verdict notes: ``rule``, any rule that decided without
     the judge model, and ``refused``, that rule when it said NO (an exact match is decided by a rule too, but it is
-    no refusal); the row's ``task_type`` and ``modality`` (None when stored without them). Items whose every round
-    failed have ``correct`` None: reported, never scored. ``prompt_hash``: the judges' own (a report task's verdicts
-    are read under the rubric's, :func:`task_prompt_hash`)."""
+    no refusal); the row's ``task_type``, ``modality`` and ``family`` (None when stored without them). Items whose
+    every round failed have ``correct`` None: reported, never scored. ``prompt_hash``: the judges' own (a report
+    task's verdicts are read under the rubric's, :func:`task_prompt_hash`)."""
     verdicts = store.verdicts(model, task, judge, task_prompt_hash(task, prompt_hash))
     out = {}
     for r in store.responses(model, task):
@@ -78,7 +80,7 @@ def item_scores(store: ResultsStore, model: str, task: str, judge: str, prompt_h
             "exact_match": exact_match(r["answer"], r["reference"]), "token_f1": token_f1(r["answer"], r["reference"]),
             "option_correct": None if not r["choices"] else
             float(chosen is not None and r["choices"][chosen].strip() == r["reference"].strip()),
-            "task_type": r["task_type"], "modality": r["modality"]}
+            "task_type": r["task_type"], "modality": r["modality"], "family": r["family"]}
     return out
 
 
@@ -91,19 +93,24 @@ def _accuracy(scores: list[dict], n_boot: int, seed: int) -> dict:
 
 
 def breakdown(scores: list[dict], n_boot: int, seed: int) -> dict[str, dict[str, dict]]:
-    """Accuracy of ``scores`` (item_scores' values) by question family (``by_type``: open, closed, report, unknown)
-    and by the rows' modality tag (``by_modality``; ``unknown`` when stored without one), each family with n, scored,
-    accuracy and its bootstrap interval. Every item is in one family of each split, so a split's n sum to
-    ``len(scores)``. Families in a fixed order: open, closed, report; modalities by name; ``unknown`` last."""
-    by_type: dict[str, list[dict]] = {}
-    by_modality: dict[str, list[dict]] = {}
-    for s in scores:
-        by_type.setdefault(question_family(s["task_type"]), []).append(s)
-        by_modality.setdefault(s["modality"] or UNKNOWN, []).append(s)
-    type_order = [*dict.fromkeys(QUESTION_FAMILIES.values()), UNKNOWN]
-    return {"by_type": {k: _accuracy(by_type[k], n_boot, seed) for k in type_order if k in by_type},
-            "by_modality": {k: _accuracy(by_modality[k], n_boot, seed)
-                            for k in sorted(by_modality, key=lambda name: (name == UNKNOWN, name))}}
+    """Accuracy of ``scores`` (item_scores' values) three ways: by question type (``by_type``: open, closed, report,
+    unknown), by the rows' modality tag (``by_modality``) and by the rows' question family as their dataset names it
+    (``by_family``: the synthetic set's templates, image_plane, hpo_lay_term, ...), each group with n, scored,
+    accuracy and its bootstrap interval; a response stored without the value is ``unknown``. Every item is in one
+    group of each split, so a split's n sum to ``len(scores)``. Types in a fixed order: open, closed, report;
+    modalities and families by name; ``unknown`` last."""
+    type_order = {t: i for i, t in enumerate(dict.fromkeys(QUESTION_FAMILIES.values()))}
+    splits = {"by_type": lambda s: question_family(s["task_type"]), "by_modality": lambda s: s["modality"] or UNKNOWN,
+              "by_family": lambda s: s["family"] or UNKNOWN}
+    out = {}
+    for key, group_of in splits.items():
+        groups: dict[str, list[dict]] = {}
+        for s in scores:
+            groups.setdefault(group_of(s), []).append(s)
+        # question types in their fixed order, the other splits' groups by name; unknown last everywhere
+        order = sorted(groups, key=lambda g: (g == UNKNOWN, type_order.get(g, 0) if key == "by_type" else 0, g))
+        out[key] = {g: _accuracy(groups[g], n_boot, seed) for g in order}
+    return out
 
 
 def task_summary(scores: dict[str, dict], n_boot: int, seed: int) -> dict:
@@ -130,16 +137,59 @@ def _macro_bootstrap(per_task: dict[str, list[float]], n_boot: int, seed: int) -
     return float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
+def _scored_in_both(a: dict[str, dict], b: dict[str, dict]) -> tuple[list[float], list[float]]:
+    """The scores of the items both ``a`` and ``b`` (item_scores) scored, paired, in item order."""
+    both = sorted(i for i in a if i in b and a[i]["correct"] is not None and b[i]["correct"] is not None)
+    return [a[i]["correct"] for i in both], [b[i]["correct"] for i in both]
+
+
+def _reliance(with_picture: list[float], without: list[float], n_boot: int, seed: int) -> dict:
+    """Accuracy with and without the picture on the same items, and their paired difference (with minus without)."""
+    return {"n": len(with_picture), "with": float(np.mean(with_picture)), "without": float(np.mean(without)),
+            **{k: v for k, v in paired_bootstrap(without, with_picture, n_boot, seed).items() if k != "n"}}
+
+
+POOLED_IMAGE_TASKS = "all image tasks"
+
+
+def picture_reliance(store: ResultsStore, scores: dict[str, dict[str, dict]], tasks: list[str], judge: str,
+                     prompt_hash: str, n_boot: int, seed: int) -> dict:
+    """Per image control the store holds (``blank``, ``shuffled``): per task and model, and per model pooled over
+    its image tasks (``pooled``, a micro average), n (items scored with and without the picture), accuracy ``with``
+    and ``without`` the picture on those items, and their paired difference ``diff`` (with minus without) with its
+    bootstrap interval. ``scores``: model -> task -> item_scores of the normal run. A control with no item scored
+    both ways is left out."""
+    out = {}
+    for control in IMAGE_CONTROLS[1:]:
+        entry: dict = {"tasks": {}, "pooled": {}}
+        for m, by_task in scores.items():
+            pooled_with, pooled_without = [], []
+            for t in tasks:
+                with_picture, without = _scored_in_both(
+                    by_task[t], item_scores(store, m, control_task(t, control), judge, prompt_hash))
+                if with_picture:
+                    entry["tasks"].setdefault(t, {})[m] = _reliance(with_picture, without, n_boot, seed)
+                    pooled_with += with_picture
+                    pooled_without += without
+            if pooled_with:
+                entry["pooled"][m] = _reliance(pooled_with, pooled_without, n_boot, seed)
+        if entry["pooled"]:
+            out[control] = entry
+    return out
+
+
 def report(store: ResultsStore, models: list[str], tasks: list[str], judge: str, prompt_hash: str,
            n_boot: int = 2000, seed: int = 0, compare: list[tuple[str, str]] = ()) -> dict:
     """Everything notebook 04 and ``python -m medix_lib evaluate`` print and plot, from the store alone.
 
     ``judge, prompt_hash``: the judge's key in the store and its prompt's hash; report tasks are read under the
     rubric prompt's hash (``prompt_hashes`` says each task's). Per task and model: n, accuracy and its interval, the
-    judge's failures, rule metrics, and ``by_type`` / ``by_modality`` (:func:`breakdown`); ``families``: the same
-    breakdown per model pooled over every item of every task (a micro average: a rubric task's items count with their
-    grade / 5). ``compare``: (baseline, model) pairs; each gets the paired bootstrap CI of the accuracy difference per
-    task (items both models were judged on)."""
+    judge's failures, rule metrics, and ``by_type`` / ``by_modality`` / ``by_family`` (:func:`breakdown`);
+    ``families``: the same breakdown per model pooled over every item of every task (a micro average: a rubric task's
+    items count with their grade / 5). ``compare``: (baseline, model) pairs; each gets the paired bootstrap CI of the
+    accuracy difference per task (items both models were judged on). ``picture_reliance``: accuracy with and without
+    the picture where the store holds an image control (:func:`picture_reliance`); the controlled responses count
+    nowhere else."""
     scores = {m: {t: item_scores(store, m, t, judge, prompt_hash) for t in tasks} for m in models}
     out = {"judge": judge, "prompt_hash": prompt_hash,
            "prompt_hashes": {t: task_prompt_hash(t, prompt_hash) for t in tasks}, "tasks": {}, "macro": {},
@@ -159,12 +209,11 @@ def report(store: ResultsStore, models: list[str], tasks: list[str], judge: str,
     for base, model in compare:
         entry = {}
         for t in tasks:
-            both = [i for i in scores[base][t] if i in scores[model][t]
-                    and scores[base][t][i]["correct"] is not None and scores[model][t][i]["correct"] is not None]
-            if both:
-                entry[t] = paired_bootstrap([scores[base][t][i]["correct"] for i in both],
-                                            [scores[model][t][i]["correct"] for i in both], n_boot, seed)
+            before, after = _scored_in_both(scores[base][t], scores[model][t])
+            if before:
+                entry[t] = paired_bootstrap(before, after, n_boot, seed)
         out["comparisons"][f"{model} - {base}"] = entry
+    out["picture_reliance"] = picture_reliance(store, scores, tasks, judge, prompt_hash, n_boot, seed)
     return out
 
 
@@ -175,11 +224,14 @@ def export_responses(store: ResultsStore, models: list[str], tasks: list[str], j
     reference, response (in full), final_answer (what the judge saw), verdict (YES, NO; None when no round
     succeeded), p_yes (mean over rounds; None when an answer guard refused before the judge), score (what the report
     averages: 1 or 0, a rubric's grade / 5), refused_by (the rule that said NO without the judge model: an answer
-    guard, ``restates_prompt`` or one of the judge's own rules; else None), task_type and modality (the row's; None
-    when stored without them). Returns the number of lines."""
+    guard, ``restates_prompt`` or one of the judge's own rules; else None), task_type, modality and family (the
+    row's; None when stored without them). An image task's controlled responses follow it, under the task
+    ``<task>@<control>`` (the picture replaced; see :mod:`~medix_lib.evaluation.image_control`). Returns the number of
+    lines."""
     lines = []
+    keys = sorted([*tasks, *(control_task(t, c) for t in tasks for c in IMAGE_CONTROLS[1:])])
     for model in sorted(models):
-        for task in sorted(tasks):
+        for task in keys:
             scores = item_scores(store, model, task, judge, prompt_hash)
             for r in store.responses(model, task):
                 s = scores[r["item"]]
@@ -187,7 +239,8 @@ def export_responses(store: ResultsStore, models: list[str], tasks: list[str], j
                     "candidate": model, "task": task, "item": r["item"], "prompt": r["prompt"],
                     "reference": r["reference"], "response": r["response"], "final_answer": r["answer"],
                     "verdict": s["verdict"], "p_yes": s["p_yes"], "score": s["correct"], "refused_by": s["refused"],
-                    "task_type": r["task_type"], "modality": r["modality"]}, ensure_ascii=False))
+                    "task_type": r["task_type"], "modality": r["modality"], "family": r["family"]},
+                    ensure_ascii=False))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(line + "\n" for line in lines))
     return len(lines)
@@ -219,26 +272,46 @@ def _caption(result: dict) -> str:
         f"; {', '.join(tasks)}: prompt {digest}" for digest, tasks in others.items())
 
 
-BREAKDOWNS = {"type": "by_type", "modality": "by_modality"}
+BREAKDOWNS = {"type": "by_type", "modality": "by_modality", "family": "by_family"}
 ALL_TASKS = "all tasks"
+_ACCURACY_COLUMNS = ("n", "scored", "accuracy", "ci_low", "ci_high")
 
 
-def breakdown_table(result: dict, by: str = "type"):
-    """Accuracy by question family (``by="type"``: open, closed = yes_no + mcq, report) or by modality
-    (``by="modality"``): one row per (task, model, family) with n, scored, accuracy [CI], then per model the same
-    pooled over every task (task ``all tasks``). A family's n sum to its task's n."""
+def breakdown_table(result: dict, by: str = "type", tasks: list[str] | None = None):
+    """Accuracy by question type (``by="type"``: open, closed = yes_no + mcq, report), by modality
+    (``by="modality"``) or by the rows' question family (``by="family"``): one row per (task, model, group) with n,
+    scored, accuracy [CI], then per model the same pooled over every task (task ``all tasks``). A group's n sum to its
+    task's n. ``tasks``: only these tasks' rows, and no pooled rows (they pool every task)."""
     import pandas as pd
 
     if by not in BREAKDOWNS:
         raise ValueError(f"breakdown by {by!r}; valid: {', '.join(BREAKDOWNS)}")
     key = BREAKDOWNS[by]
-    columns = ("n", "scored", "accuracy", "ci_low", "ci_high")
-    rows = [{"task": t, "model": m, by: family, **{c: s[c] for c in columns}}
-            for t, by_model in result["tasks"].items() for m, summary in by_model.items()
-            for family, s in summary[key].items()]
-    rows += [{"task": ALL_TASKS, "model": m, by: family, **{c: s[c] for c in columns}}
-             for m, families in result["families"].items() for family, s in families[key].items()]
-    frame = pd.DataFrame(rows, columns=["task", "model", by, *columns]).set_index(["task", "model", by]).round(3)
+    rows = [{"task": t, "model": m, by: group, **{c: s[c] for c in _ACCURACY_COLUMNS}}
+            for t, by_model in result["tasks"].items() if tasks is None or t in tasks
+            for m, summary in by_model.items() for group, s in summary[key].items()]
+    if tasks is None:
+        rows += [{"task": ALL_TASKS, "model": m, by: group, **{c: s[c] for c in _ACCURACY_COLUMNS}}
+                 for m, groups in result["families"].items() for group, s in groups[key].items()]
+    frame = pd.DataFrame(rows, columns=["task", "model", by, *_ACCURACY_COLUMNS]).set_index(["task", "model", by])
+    frame = frame.round(3)
+    frame.attrs["caption"] = _caption(result)
+    return frame
+
+
+def reliance_table(result: dict):
+    """The report's ``picture_reliance`` as a table: one row per (control, task, model), each model's image tasks
+    pooled last (task ``all image tasks``), with n (items scored with and without the picture), accuracy with and
+    without it, and the paired difference (with minus without) [CI]."""
+    import pandas as pd
+
+    columns = ("n", "with", "without", "diff", "ci_low", "ci_high")
+    rows = [{"control": control, "task": t, "model": m, **{c: s[c] for c in columns}}
+            for control, entry in result.get("picture_reliance", {}).items()
+            for t, by_model in [*entry["tasks"].items(), (POOLED_IMAGE_TASKS, entry["pooled"])]
+            for m, s in by_model.items()]
+    frame = pd.DataFrame(rows, columns=["control", "task", "model", *columns]).set_index(["control", "task", "model"])
+    frame = frame.round(3)
     frame.attrs["caption"] = _caption(result)
     return frame
 

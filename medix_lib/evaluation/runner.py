@@ -11,6 +11,7 @@ from pathlib import Path
 
 from medix_lib import models
 from medix_lib.contract import OutputContract
+from medix_lib.evaluation.image_control import base_task, check_control, control_task, controlled_rows
 from medix_lib.evaluation.protocol import final_answer, prompt_messages, question_text, restates_prompt
 from medix_lib.evaluation.stats import named_option
 from medix_lib.evaluation.store import ResultsStore
@@ -63,6 +64,12 @@ class Protocol:
     batch_size: int = 8
     answer_guards: bool = False  # refuse hedges, judge instructions, padding before judging (small judges)
     seed: int = 0
+    # image tasks asked again with the picture replaced (:mod:`~.image_control`; the paper's protocol asks no such
+    # control). Not in generation(): the controlled answers have their own key, so switching it drops no stored answer
+    image_control: str = "none"
+
+    def __post_init__(self):
+        check_control(self.image_control)
 
     def generation(self) -> dict:
         return {"system_prompt": self.system_prompt, "with_choices": self.with_choices,
@@ -97,7 +104,8 @@ def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protoc
     from medix_lib.progress import bar as progress_bar
 
     done = store.answered(candidate.name, task)
-    store.fill_item_info(candidate.name, task, rows)  # responses stored before their type and modality were kept
+    # responses stored before their type, modality and family were kept
+    store.fill_item_info(candidate.name, task, [{"id": r["id"], **item_info(r)} for r in rows])
     pending = [r for r in rows if r["id"] not in done]
     if not pending:
         return 0, 0
@@ -112,7 +120,7 @@ def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protoc
         store.put_responses(candidate.name, task, [
             {"item": r["id"], "prompt": question_text(r, protocol.with_choices), "reference": r["answer"],
              "choices": r.get("choices"), "response": t, "answer": final_answer(t, protocol.contract),
-             "task_type": r.get("task_type"), "modality": r.get("modality")}
+             **item_info(r)}
             for r, t in answered])
         stored += len(answered)
         bar.update(len(chunk))
@@ -122,6 +130,12 @@ def generate(candidate: Candidate, task: str, rows: list[dict], protocol: Protoc
                       f"not stored (first error: {model.last_errors[0] if served and model.last_errors else '?'}); "
                       f"run again to ask for them", stacklevel=2)
     return stored, len(pending) - stored
+
+
+def item_info(row: dict) -> dict:
+    """What the report breaks accuracy down by, as a response keeps it: the row's question type, modality tag and
+    question family (``family``, where its loader says one: :data:`~medix_lib.data.ROW_EXTRAS`)."""
+    return {"task_type": row.get("task_type"), "modality": row.get("modality"), "family": row.get("family")}
 
 
 def _answers(model, chunk: list[dict], protocol: Protocol) -> list[str | None]:
@@ -149,7 +163,7 @@ def grading_template(task: str) -> str | None:
     one place that says so: :func:`evaluate` grades with it, the report reads the verdicts under its hash."""
     from medix_lib import benchmarks
 
-    spec = benchmarks.TASKS.get(task)
+    spec = benchmarks.TASKS.get(base_task(task))  # a control's key is graded as its task
     return RUBRIC_TEMPLATE if spec is not None and spec.metric == "judge_rubric" else None
 
 
@@ -190,7 +204,7 @@ def judge_task(candidate: Candidate, task: str, judges: list[Judge], rounds: int
     from medix_lib import benchmarks
 
     responses = store.responses(candidate.name, task)
-    restate_check = not benchmarks.get_task(task).answer_from_prompt
+    restate_check = not benchmarks.get_task(base_task(task)).answer_from_prompt
     rules = {r["item"]: _rule(r, system_prompt_text, protocol.answer_guards, restate_check) for r in responses}
     for key, judge in {judge_key(j): j for j in judges}.items():
         # the store keys verdicts by judge and prompt, not by the answer rules: verdicts decided under other rules
@@ -238,10 +252,12 @@ def evaluate(candidate: Candidate, tasks: dict[str, Callable[[], list[dict]]], j
              store: ResultsStore, protocol: Protocol = Protocol(), rounds: int = 1, rubric_judges: list[Judge] = (),
              progress: bool = True, replace_changed: bool = True) -> dict:
     """Evaluate ``candidate`` on ``tasks`` (name -> a function returning the task's schema rows) and write everything
-    to ``store``. Image tasks are skipped, with the reason recorded, when the policy is text-only. Report tasks
-    (``metric`` judge_rubric in the benchmark registry) are graded by ``rubric_judges`` (default: each judge with
-    the rubric template). Returns per task what was generated and asked. A candidate stored with other settings (a
-    retrained adapter) is refused, or with ``replace_changed`` its stale results are dropped and it is redone."""
+    to ``store``. Image tasks are skipped, with the reason recorded, when the policy is text-only; with the protocol's
+    ``image_control`` they are asked again with the picture replaced, under the key ``<task>@<control>``, and graded
+    by the same judges. Report tasks (``metric`` judge_rubric in the benchmark registry) are graded by
+    ``rubric_judges`` (default: each judge with the rubric template). Returns per task (and control key) what was
+    generated and asked. A candidate stored with other settings (a retrained adapter) is refused, or with
+    ``replace_changed`` its stale results are dropped and it is redone."""
 
     from medix_lib import benchmarks, policy as policy_lib
 
@@ -263,12 +279,17 @@ def evaluate(candidate: Candidate, tasks: dict[str, Callable[[], list[dict]]], j
             summary[task] = {"skipped": "image task: the policy is text-only"}
             continue
         rows = rows_of()
-        generated, failed = generate(candidate, task, rows, protocol, store, load_policy, progress)
         template = grading_template(task)
         graders = (list(rubric_judges) or [_with_template(j, template) for j in judges]) if template else judges
         system_text = protocol.contract.system_prompt() if protocol.system_prompt else ""
-        summary[task] = {"rows": len(rows), "generated": generated, "generation_failures": failed,
-                         **judge_task(candidate, task, graders, rounds, protocol, store, system_text)}
+        runs = [(task, rows)]
+        if spec.modality == "image" and protocol.image_control != "none":
+            runs.append((control_task(task, protocol.image_control),
+                         controlled_rows(rows, protocol.image_control, protocol.seed, task)))
+        for key, asked in runs:
+            generated, failed = generate(candidate, key, asked, protocol, store, load_policy, progress)
+            summary[key] = {"rows": len(asked), "generated": generated, "generation_failures": failed,
+                            **judge_task(candidate, key, graders, rounds, protocol, store, system_text)}
     summary["policy_loaded"] = "policy" in loaded
     return summary
 

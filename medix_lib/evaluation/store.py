@@ -5,9 +5,13 @@ Kill the process at any point and run the same command again: finished responses
 redone (primary keys make a second write of the same row impossible), judge failures are retried, generation resumes
 at the first item without a response. Every number of a report is recomputed from these rows.
 
-A response keeps its row's question type (``task_type``: open, mcq, yes_no, report) and ``modality``, so a report can
-break accuracy down by them. A store written before they were kept gains the two columns when opened (its rows read
-None until :meth:`ResultsStore.fill_item_info` fills them from the task's rows; answers are never touched).
+A response keeps its row's question type (``task_type``: open, mcq, yes_no, report), ``modality`` and question
+``family`` (where the row's loader says one), so a report can break accuracy down by them. A store written before
+they were kept gains the columns when opened (its rows read None until :meth:`ResultsStore.fill_item_info` fills them
+from the task's rows; answers are never touched).
+
+An image task asked again with its picture replaced (:mod:`~medix_lib.evaluation.image_control`) is stored as the
+task ``<task>@<control>``: its rows never mix with the task's own.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     name TEXT PRIMARY KEY, settings TEXT NOT NULL, created REAL);
 CREATE TABLE IF NOT EXISTS responses (
     model TEXT, task TEXT, item TEXT, prompt TEXT, reference TEXT, choices TEXT, response TEXT, answer TEXT,
-    created REAL, task_type TEXT, modality TEXT, PRIMARY KEY (model, task, item));
+    created REAL, task_type TEXT, modality TEXT, family TEXT, PRIMARY KEY (model, task, item));
 CREATE TABLE IF NOT EXISTS verdicts (
     model TEXT, task TEXT, item TEXT, judge TEXT, prompt_hash TEXT, round INTEGER,
     label INTEGER, p_yes REAL, score REAL, error TEXT, rule TEXT, created REAL,
@@ -31,9 +35,10 @@ CREATE TABLE IF NOT EXISTS skipped (
     model TEXT, task TEXT, reason TEXT, PRIMARY KEY (model, task));
 """
 # responses' columns added since the first stores were written: ALTER TABLE gives old files them (NULL in old rows)
-_ADDED_RESPONSE_COLUMNS = {"task_type": "TEXT", "modality": "TEXT"}
+_ADDED_RESPONSE_COLUMNS = {"task_type": "TEXT", "modality": "TEXT", "family": "TEXT"}
+_ITEM_INFO = ("task_type", "modality", "family")  # a response's row info, filled in later where it was not kept
 _RESPONSE_COLUMNS = ("model", "task", "item", "prompt", "reference", "choices", "response", "answer", "created",
-                     "task_type", "modality")
+                     *_ITEM_INFO)
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
@@ -114,34 +119,36 @@ class ResultsStore:
         return {r[0] for r in self._query("SELECT item FROM responses WHERE model = ? AND task = ?", (model, task))}
 
     def put_responses(self, model: str, task: str, rows: list[dict]) -> None:
-        """``rows``: item, prompt, reference, choices, response, answer, and optionally task_type and modality (the
-        schema row's). A row already stored is kept as it was."""
+        """``rows``: item, prompt, reference, choices, response, answer, and optionally task_type, modality and family
+        (the schema row's). A row already stored is kept as it was."""
         now = time.time()
         self._write(f"INSERT OR IGNORE INTO responses ({', '.join(_RESPONSE_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * len(_RESPONSE_COLUMNS))})",
                     [(model, task, r["item"], r["prompt"], r["reference"], json.dumps(r.get("choices")),
-                      r["response"], r["answer"], now, r.get("task_type"), r.get("modality")) for r in rows])
+                      r["response"], r["answer"], now, *(r.get(k) for k in _ITEM_INFO)) for r in rows])
 
     def fill_item_info(self, model: str, task: str, rows: list[dict]) -> int:
-        """Give stored responses that lack them (written before the store kept them) their row's ``task_type`` and
-        ``modality``; ``rows``: the task's schema rows (id, task_type, modality). Only missing values are written,
-        nothing when none is missing. Returns the number of responses that lacked either."""
-        missing = self._query("SELECT COUNT(*) FROM responses WHERE model = ? AND task = ? "
-                              "AND (task_type IS NULL OR modality IS NULL)", (model, task))[0][0]
-        if missing:
-            self._write("UPDATE responses SET task_type = COALESCE(task_type, ?), modality = COALESCE(modality, ?) "
-                        "WHERE model = ? AND task = ? AND item = ?",
-                        [(r.get("task_type"), r.get("modality"), model, task, r["id"]) for r in rows])
-        return missing
+        """Give stored responses the ``task_type``, ``modality`` and ``family`` they lack (written before the store
+        kept them) from their rows; ``rows``: the task's (id and any of the three). Only missing values are written,
+        and nothing when no row has a value to give. Returns the number of responses that gained a value."""
+        lacking = {item: dict(zip(_ITEM_INFO, values)) for item, *values in self._query(
+            f"SELECT item, {', '.join(_ITEM_INFO)} FROM responses WHERE model = ? AND task = ? AND "
+            f"({' OR '.join(f'{k} IS NULL' for k in _ITEM_INFO)})", (model, task))}
+        gaining = [r for r in rows if r["id"] in lacking
+                   and any(lacking[r["id"]][k] is None and r.get(k) is not None for k in _ITEM_INFO)]
+        self._write(f"UPDATE responses SET {', '.join(f'{k} = COALESCE({k}, ?)' for k in _ITEM_INFO)} "
+                    "WHERE model = ? AND task = ? AND item = ?",
+                    [(*(r.get(k) for k in _ITEM_INFO), model, task, r["id"]) for r in gaining])
+        return len(gaining)
 
     def responses(self, model: str, task: str) -> list[dict]:
-        """The stored responses, by item: item, prompt, reference, choices, response, answer, task_type, modality
-        (the last two None in rows stored before they were kept)."""
-        rows = self._query("SELECT item, prompt, reference, choices, response, answer, task_type, modality "
+        """The stored responses, by item: item, prompt, reference, choices, response, answer, task_type, modality,
+        family (the last three None in rows stored before they were kept, and family where the row has none)."""
+        rows = self._query(f"SELECT item, prompt, reference, choices, response, answer, {', '.join(_ITEM_INFO)} "
                            "FROM responses WHERE model = ? AND task = ? ORDER BY item", (model, task))
         return [{"item": i, "prompt": p, "reference": ref, "choices": json.loads(c), "response": resp, "answer": a,
-                 "task_type": kind, "modality": modality}
-                for i, p, ref, c, resp, a, kind, modality in rows]
+                 **dict(zip(_ITEM_INFO, info))}
+                for i, p, ref, c, resp, a, *info in rows]
 
     def judged(self, model: str, task: str, judge: str, prompt_hash: str, round_: int) -> set[str]:
         """Items with a successful verdict (failures do not count: they are asked again)."""

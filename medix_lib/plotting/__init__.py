@@ -498,4 +498,4 @@ def verifier_clinical_classes(result: dict, title: str, target: float = 0.90):
 from medix_lib.plotting.pictures import (answer_lengths, data_counts, gallery_images, image_examples,  # noqa: E402
                                          picture_sheet)
 from medix_lib.plotting.reports import (FAMILY_LABELS, accuracy_by_family, paired_differences,  # noqa: E402
-                                        reward_differences, task_accuracy)
+                                        picture_reliance, reward_differences, task_accuracy)

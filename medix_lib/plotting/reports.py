@@ -1,5 +1,5 @@
-"""Figures of the evaluation report (04): judge accuracy per task, by question type and modality, and paired
-differences between candidates."""
+"""Figures of the evaluation report (04): judge accuracy per task, by question type and modality, paired
+differences between candidates, and accuracy with and without the picture."""
 
 from __future__ import annotations
 
@@ -122,3 +122,44 @@ def reward_differences(comparisons: dict[str, dict], components: list[str], titl
                    if c in comps and comps[c]["n"]}
             for name, per_task in comparisons.items()}
     return paired_differences(flat, title, metric="reward (modality: modality accuracy)")
+
+
+def picture_reliance(reliance: dict, title: str):
+    """``evaluation.report``'s ``picture_reliance``: per image control and candidate, judge accuracy with the picture
+    and without it (the same items, pooled over the image tasks) on the left, and their paired difference (with
+    minus without) with its 95% bootstrap interval on the right, pooled and per task, coloured by the interval's side
+    of 0: an interval above 0 says the picture measurably helps, one spanning 0 that this sample cannot tell."""
+    groups = [(control, model) for control, entry in reliance.items() for model in entry["pooled"]]
+    rows = []  # (control, model, task or None for the pooled, entry): per task only where a candidate has several
+    for control, model in groups:
+        tasks = [t for t, by_model in reliance[control]["tasks"].items() if model in by_model]
+        rows.append((control, model, None if len(tasks) > 1 else tasks[0], reliance[control]["pooled"][model]))
+        rows += [(control, model, t, reliance[control]["tasks"][t][model]) for t in tasks if len(tasks) > 1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 0.55 * max(3, len(rows)) + 1.6),
+                                      gridspec_kw={"width_ratios": [1, 1.6]})
+    x = np.arange(len(groups))
+    for k, (label, key) in enumerate((("with the picture", "with"), ("without (control)", "without"))):
+        values = [reliance[c]["pooled"][m][key] for c, m in groups]
+        left.bar(x + (k - 0.5) * 0.38, values, 0.38, color=PALETTE[k], label=label, edgecolor="white")
+    left.set_xticks(x, [f"{m}\n{c}, n={reliance[c]['pooled'][m]['n']}" for c, m in groups], fontsize=8)
+    left.set_ylim(0, 1)
+    left.set_ylabel("judge accuracy, image tasks pooled")
+    left.legend(fontsize=8, loc="upper left")
+    for k, (control, model, task, d) in enumerate(rows):
+        side = "above" if d["ci_low"] > 0 else "below" if d["ci_high"] < 0 else "spans"
+        right.errorbar(d["diff"], k, xerr=[[d["diff"] - d["ci_low"]], [d["ci_high"] - d["diff"]]], fmt="o",
+                       color=DIFFERENCE_COLORS[side], capsize=4)
+        right.text(d["ci_high"] + 0.02, k, f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], n={d['n']}",
+                   va="center", fontsize=8)
+    right.axvline(0, color="0.3", lw=1)
+    right.set_yticks(range(len(rows)), [f"{model} · {control}\n{task or 'all image tasks'}"
+                                        for control, model, task, _ in rows], fontsize=8)
+    right.invert_yaxis()  # the first candidate on top, as on the left
+    right.set_xlim(-1, 1.6)
+    right.set_xlabel("accuracy with minus without the picture (95% bootstrap CI)")
+    right.legend(handles=[Patch(color=DIFFERENCE_COLORS[side], label=f"interval {side} 0")
+                          for side in DIFFERENCE_COLORS],
+                 fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no interval's label hidden
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
