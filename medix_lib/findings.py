@@ -109,6 +109,13 @@ def _02(m: dict) -> list[str]:
     out.append(f"{len(m['probe_max_composite'])} reward-hacking probes: "
                + (f"{len(over)} earned more than their ceiling ({', '.join(over)}), {enforced}" if over
                   else "none earned more than its ceiling."))
+    judged = (m.get("verifier") or {}).get("with_terminology") or {}
+    if "nonsense_yes_rate" in judged:
+        n = m["verifier"]["n"]
+        out.append(f"The judge as used (verifier and rules) says YES to {judged['nonsense_yes_rate']:.1%} of "
+                   f"{n['nonsense']} held-out meaningless answers, {judged['instruction_yes_rate']:.1%} of "
+                   f"{n['instruction']} instructions to the judge and {judged['wrong_yes_rate']:.1%} of {n['wrong']} "
+                   f"real answers to another question; clinical AUC {judged['clinical_auc']:.3f} (n={n['clinical']}).")
     out.append("What it cannot show: how the rewards behave with the paper's judge and embedder; the gold pairs are "
                "built from ontologies, and the hand-written clinical pairs (verifier section) are the closer test.")
     return out

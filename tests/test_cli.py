@@ -14,7 +14,7 @@ from medix_lib.judge import Judge
 def test_cli_judge(stub, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     rows = [{"question": "q", "reference": "myocardial infarction", "prediction": p}
-            for p in ["a heart attack", "angina", "a heart attack", "E500"]]
+            for p in ["a heart attack", "angina", "a heart attack", "E500 flare"]]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     params = tmp_path / "judge.yaml"
     params.write_text(f"backend: openai\nmodel: stub-judge\nbase_url: {stub.url}\nmax_retries: 0\n")

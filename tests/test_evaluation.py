@@ -45,7 +45,8 @@ def medqa_original(folder, rows=QUESTIONS):
 
 
 def test_accuracy_reward_sees_judge_failures_as_none(stub):
-    completions = [f"<OTHER><thinking>.</thinking><answer>{a}</answer>" for a in ["a heart attack", "E500", "angina"]]
+    completions = [f"<OTHER><thinking>.</thinking><answer>{a}</answer>"
+                   for a in ["a heart attack", "E500 flare", "angina"]]
     completions.append("no answer block")
     judge = http_judge(stub.url, max_retries=0)
     assert AccuracyReward(judge)(completions, answer=["myocardial infarction"] * 4) == [1.0, None, 0.0, 0.0]
@@ -137,7 +138,7 @@ def test_verdicts_decided_under_other_answer_rules_are_judged_again(stub, tmp_pa
 
 
 def test_unparsable_replies_are_counted_and_retried_never_looping(stub, tmp_path):
-    store = _store_with(tmp_path, ["a heart attack", "GARBAGE reply", "E500"])
+    store = _store_with(tmp_path, ["a heart attack", "GARBAGE reply", "E500 flare"])
     judge = http_judge(stub.url, max_retries=1)
     candidate, protocol = evaluation.Candidate("m", "x"), evaluation.Protocol()
     first = evaluation.runner.judge_task(candidate, "synthetic_text", [judge], 1, protocol, store, "", retries=2)

@@ -124,7 +124,7 @@ def test_http_backend_deduplicates_and_bounds_concurrency(tmp_path):
     server = StubServer(latency=0.05)
     try:
         items = [JudgeItem("myocardial infarction", p) for p in ["a heart attack", "angina"] * 8] + \
-                [JudgeItem("asthma", f"answer {i}") for i in range(20)]
+                [JudgeItem("asthma", f"wheeze {i}") for i in range(20)]
         verdicts = http_judge(server.url, concurrency=4)(items)
         sent = [json.dumps(r["messages"]) for r in server.requests]
         assert len(sent) == len(set(sent)) == 22
@@ -147,19 +147,19 @@ def test_certificate_store_loads_once_per_process_not_per_client(stub, monkeypat
         self, *a, **k))
     http.tls_context.cache_clear()
     judge = http_judge(stub.url, concurrency=32)  # four client shards of eight connections
-    judge([JudgeItem("asthma", f"answer {i}") for i in range(40)])
-    judge([JudgeItem("asthma", f"other answer {i}") for i in range(40)])
+    judge([JudgeItem("asthma", f"wheeze {i}") for i in range(40)])
+    judge([JudgeItem("asthma", f"other wheeze {i}") for i in range(40)])
     assert judge.last_stats.model_calls == 40 and len(loads) == 1
 
 
 def test_faults_become_errors_never_silent_no(stub):
-    preds = ["a heart attack", "SLOW", "E500", "FLAKY heart attack", "GARBAGE", "NOTJSON", "DROP", "angina"]
+    preds = ["a heart attack", "SLOW", "E500 flare", "FLAKY heart attack", "GARBAGE", "NOTJSON", "DROP", "angina"]
     judge = http_judge(stub.url)
     verdicts = judge([JudgeItem("myocardial infarction", p) for p in preds])
     by_pred = dict(zip(preds, verdicts))
     assert by_pred["a heart attack"].label is True and by_pred["angina"].label is False
     assert by_pred["FLAKY heart attack"].label is True, "two 500s then success: retried"
-    for pred, expected in [("SLOW", "timeout"), ("E500", "HTTP 500"), ("GARBAGE", "unparsable reply"),
+    for pred, expected in [("SLOW", "timeout"), ("E500 flare", "HTTP 500"), ("GARBAGE", "unparsable reply"),
                            ("NOTJSON", "not JSON"), ("DROP", "connection error")]:
         v = by_pred[pred]
         assert v.label is None and v.p_yes is None and expected in v.error, (pred, v.error)
@@ -461,3 +461,24 @@ def test_served_letters_become_verdicts_and_invalid_answers_are_counted_apart():
         assert body["messages"][-1]["content"].startswith("\nPlease as a grading expert")
     finally:
         server.close()
+
+
+def test_answers_without_content_are_no_before_any_model_and_real_answers_never_are(counting):
+    """Codes, bare numbers, bare yes/no words or letters, generic words and template fragments against a specific
+    reference are decided NO by rule; no hand-written clinical answer, and no answer of a YES gold pair, is."""
+    from medix_lib.judge.content import content_shape
+    from medix_lib.verifier import PRESETS, build_pairs, clinical_pairs
+
+    empty = ["T60.4", "K-27", "50 mm", "7", "B", "Option C", "yes", "Unknown.", "disease", "a medical condition",
+             "abnormality", "<answer>", "{answer}", "[ANSWER]", "Final answer:", "Based on the image,"]
+    judge = Judge(backend="counting", model="m")
+    verdicts = judge([JudgeItem("pulmonary embolism", p) for p in empty])
+    assert [(p, v.rule) for p, v in zip(empty, verdicts) if v.rule != "no_content"] == []
+    assert judge.last_stats.model_calls == 0
+    # the same words are answers where the reference leaves room for them
+    kept = [("No pleural effusion", "no"), ("grade two", "2"), ("left", "right"), ("bilateral", "both"),
+            ("no nodal metastasis", "N0"), ("T2 hyperintense", "T2 bright"), ("renal mass", "mass")]
+    assert [(r, p) for r, p in kept if content_shape(r, p)] == []
+    assert [(p.reference, p.prediction) for p in clinical_pairs() if content_shape(p.reference, p.prediction)] == []
+    yes = [p for split in build_pairs(PRESETS["ci"].pairs).values() for p in split if p.label]
+    assert [(p.reference, p.prediction) for p in yes if content_shape(p.reference, p.prediction)] == []

@@ -11,8 +11,8 @@ from medix_lib import verifier as V
 from medix_lib.text import normalise
 from medix_lib.verifier import trainer
 from medix_lib.verifier.pairs import instruction_pairs, nonsense_pairs
-from medix_lib.verifier.phrasings import (_BARE, _CARRIERS, _EVERYDAY, _FILLERS, _FRAGMENTS, _INSTRUCTIONS, _LEADS, _VAGUE,
-                                          MEANINGLESS_SHAPES, _split_share)
+from medix_lib.verifier.phrasings import (_BARE, _CARRIERS, _EVERYDAY, _FILLERS, _FRAGMENTS, _INSTRUCTIONS, _LEADS,
+                                          _VAGUE, MEANINGLESS_SHAPES, _split_share)
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,8 @@ _INJECTION = re.compile("|".join([
     r"\b(?:ground[ -]?truth|reference(?:\s+answer)?|predict(?:ed|ion)(?:\s+answer)?|gold(?:\s+answer)?|"
     r"candidate\s+answer|(?:both|the(?:\s+two)?)\s+answers)\b[^\n]{0,60}\b(?:identical|match(?:es|ing)?|the\s+same|"
     r"equivalent|equals?|agree|correct)\b",
-    r"\b(?:match(?:es)?|(?:the\s+)?same\s+(?:\w+\s+){0,2}as|equivalent\s+to|equals?|agrees?\s+with|identical\s+to)\s+(?:the\s+)?"
+    r"\b(?:match(?:es)?|(?:the\s+)?same\s+(?:\w+\s+){0,2}as|equivalent\s+to|equals?|agrees?\s+with|identical\s+to)"
+    r"\s+(?:the\s+)?"
     r"(?:ground[ -]?truth|reference|gold|expected)\b",
     r"\b(?:the|this|my)\s+(?:predicted\s+)?answer\s+is\s+(?:correct|right)\b",
     r"\b(?:output|verdict|judg(?:e)?ment|decision|grade|evaluation|label|match)\s*[:=]\s*[\"'*]*(?:yes|correct|true|"

@@ -13,7 +13,7 @@ judge's prompt and scoring rule, the same model becomes a usable offline judge: 
 """
 
 from medix_lib.verifier.concepts import Concept, concepts, contrast, paraphrase, recase, swap_side
-from medix_lib.verifier.evaluate import (TERMINOLOGY_METHOD, heldout_pairs, judging_speed, meta_evaluation,
+from medix_lib.verifier.evaluate import (TERMINOLOGY_METHOD, YES_RATES, heldout_pairs, judging_speed, meta_evaluation,
                                          reliability, report, summary_table, with_terminology)
 from medix_lib.verifier.pairs import (MIXED_TYPES, NO_TYPES, PAIR_TYPES, PAIRS_VERSION, SPLITS, YES_TYPES, Pair,
                                       PairConfig, build_pairs, check_disjoint, clinical_pairs, concept_splits,
@@ -22,7 +22,8 @@ from medix_lib.verifier.trainer import (ARTIFACT, PRESETS, VerifierConfig, answe
                                       length_batches, preset, prompt_ids, score, train)
 
 __all__ = ["ARTIFACT", "MIXED_TYPES", "NO_TYPES", "PAIRS_VERSION", "PAIR_TYPES", "PRESETS", "SPLITS",
-           "TERMINOLOGY_METHOD", "YES_TYPES", "Concept", "Pair", "PairConfig", "VerifierConfig", "answer_ids",
+           "TERMINOLOGY_METHOD", "YES_RATES", "YES_TYPES",
+           "Concept", "Pair", "PairConfig", "VerifierConfig", "answer_ids",
            "best_threshold", "build_pairs", "check_disjoint", "clinical_pairs", "concept_splits", "concepts",
            "contrast", "delta_tensors", "heldout_pairs", "judging_speed", "length_batches", "meta_evaluation",
            "pair_counts", "paraphrase", "preset", "prompt_ids", "recase", "reliability", "report", "score",

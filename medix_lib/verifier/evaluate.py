@@ -17,11 +17,13 @@ from medix_lib.verifier.trainer import ARTIFACT, _auc, best_threshold, clinical_
 
 # The judge as rewards and evaluation use it: the verifier's P(YES), or 1/0 where the judge's rules decide the pair
 TERMINOLOGY_METHOD = "verifier + terminology"
+# What a judge must not pay for: meaningless answers, instructions to the judge, answers to another question
+YES_RATES = ("nonsense_yes_rate", "instruction_yes_rate", "wrong_yes_rate", "nonsense_yes_by_shape")
 
 
 def with_terminology(pairs: list[Pair], scores: list[float]) -> list[float]:
     """The judge's decision as a score: the verifier's P(YES), or 1/0 where its rules settle the pair (the
-    vocabularies, an empty answer, an answer addressed to the judge).
+    vocabularies, an empty answer, an answer addressed to the judge or without content).
 
     >>> pair = lambda a, b: Pair(a, b, True, "synonym", (), "test")
     >>> with_terminology([pair("Losec", "omeprazole"), pair("Losec", "Lasix"), pair("fever", "rash")], [.2, .6, .4])
@@ -30,7 +32,7 @@ def with_terminology(pairs: list[Pair], scores: list[float]) -> list[float]:
     [0.0, 0.0]
     """
     rules = [judge.rule_decision(normalise(p.reference), normalise(p.prediction),
-                                 judge.looks_like_injection(p.prediction)) for p in pairs]
+                                 judge.screen_prediction(p.reference, p.prediction)) for p in pairs]
     return [s if r is None else float(r in judge.YES_RULES) for s, r in zip(scores, rules)]
 
 
@@ -160,8 +162,9 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
     methods = {}
     for name, s in scored.items():
         labels = {k: [p.label for p in v] for k, v in sets.items()}
-        # the judge applies the verifier's threshold to the pairs the vocabularies leave to it
-        thr = methods["trained verifier"]["threshold"] if name == TERMINOLOGY_METHOD \
+        # the verifier's own threshold is the one recorded beside its weights (``judge_threshold: auto`` reads it, and
+        # the judge applies it to the pairs its rules leave over); the other methods get one chosen on validation
+        thr = rec["threshold"] if name in ("trained verifier", TERMINOLOGY_METHOD) \
             else best_threshold(labels["validation"], s["validation"])
         fpr, tpr, _ = roc_curve(labels["test"], s["test"])
         methods[name] = {
