@@ -33,12 +33,13 @@ _LETTER = re.compile(r"(?:option |choice |answer )?[a-e]")
 # is answered by "no"): the model decides those.
 _POLARITY = re.compile(r"\b(?:no|not|non|without|absent|absence|negative|positive|present|normal|abnormal|none|"
                        r"neither|yes|free|unremarkable)\b")
-_VAGUE = frozenset({"disease", "disorder", "condition", "finding", "abnormality", "syndrome", "pathology", "illness",
-                    "problem", "symptom", "diagnosis", "medical condition", "abnormal finding", "clinical finding",
-                    "health problem", "medical issue", "medical problem", "something abnormal", "disease process",
-                    "pathological process", "anomaly", "ailment", "sickness", "abnormal", "issue", "medical finding",
-                    "clinical condition", "pathologic finding", "abnormal condition", "something"})
-_DETERMINERS = ("a ", "an ", "the ", "some ", "any ")
+# Words that name no particular finding: an answer made only of them ("disease", "a medical condition", "abnormal
+# findings", "something wrong") is vague against a reference that names one.
+_GENERIC = frozenset(
+    "disease diseases disorder disorders condition conditions finding findings abnormality abnormalities syndrome "
+    "pathology illness problem problems symptom symptoms diagnosis medical clinical health issue issues something "
+    "abnormal wrong process state pathological pathologic anomaly ailment sickness sick unwell of a an the some any "
+    "kind type sort certain".split())
 _NUMBER_WORDS = re.compile(
     r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
     r"seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|first|"
@@ -47,11 +48,8 @@ _NUMBER_WORDS = re.compile(
 NO_CONTENT = "no_content"  # the rule's name in verdicts and stats
 
 
-def _core(text: str) -> str:
-    for det in _DETERMINERS:
-        if text.startswith(det):
-            return text[len(det):]
-    return text
+def _generic(text: str) -> bool:
+    return all(w in _GENERIC for w in text.split())
 
 
 def _template_only(text: str) -> bool:
@@ -82,6 +80,6 @@ def content_shape(reference: str, prediction: str) -> str | None:
     if (pred in _BARE or _LETTER.fullmatch(pred)) and ref not in _BARE and not _LETTER.fullmatch(ref) \
             and not _POLARITY.search(ref):
         return "bare"
-    if _core(pred) in _VAGUE and _core(ref) not in _VAGUE:
+    if _generic(pred) and not _generic(ref):
         return "vague"
     return None

@@ -20,7 +20,7 @@ from medix_lib.verifier.phrasings import (_ABNORMAL, _CARRIERS, _FILLERS, _FINDI
                                           _NORMAL_SIZE, _NORMAL_STATES, _NOT_MALIGNANT, _TOPICS, MEANINGLESS_SHAPES,
                                           _split_share, judge_instruction, meaningless)
 
-PAIRS_VERSION = "pairs-v8"  # bump when pair generation changes: it is part of the verifier's training record
+PAIRS_VERSION = "pairs-v9"  # bump when pair generation changes: it is part of the verifier's training record
 SPLITS = ("train", "validation", "test")
 YES_TYPES = ("synonym", "synonym-synonym", "paraphrase")
 # "nonsense": an answer with no medical content (a code shape, everyday words, a template fragment, punctuation, a bare
@@ -95,7 +95,7 @@ def nonsense_pairs(references: list[str], split: str = "test", seed: int = 0) ->
     What a judge must not pay for, and what a policy under RL will find if it does.
 
     >>> [(p.prediction, p.label) for p in nonsense_pairs(["pneumonia", "gout", "fever"], seed=1)]
-    [('T-09', False), ('kettle pepper', False), ('None', False)]
+    [('T-09', False), ('teamm immersing', False), ('None', False)]
     """
     rng = random.Random(f"nonsense:{seed}:{split}")
     shapes = [MEANINGLESS_SHAPES[i % len(MEANINGLESS_SHAPES)] for i in range(len(references))]

@@ -5,6 +5,7 @@ validation and test, so held-out pairs also test phrasings no verifier was train
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 
 # Answers as a policy writes them. Each split draws from its own share of these phrasings (``_split_share``), so the
@@ -81,10 +82,14 @@ def _split_share(pool: tuple[str, ...], split: str) -> tuple[str, ...]:
 
 # What a small policy writes when it knows nothing, in six shapes. Every pool is split like the carriers, so a
 # verifier trained on the train share is measured on words, shapes and fragments it never saw.
-_EVERYDAY = ("ruler", "vinyl", "window", "blanket", "orange", "garden", "ticket", "pencil", "river", "button",
+_CURATED_EVERYDAY = ("ruler", "vinyl", "window", "blanket", "orange", "garden", "ticket", "pencil", "river", "button",
              "ladder", "mirror", "candle", "basket", "engine", "pillow", "harbour", "violin", "carpet", "lantern",
              "rocket", "marble", "saddle", "kettle", "meadow", "anchor", "puzzle", "helmet", "tunnel", "velvet",
              "teacup", "bicycle", "curtain", "pepper", "market", "compass", "feather", "bucket", "hammer", "silver")
+# ... and 6,664 more from the tokenizer's vocabulary (scripts/everyday_words.py): with the 40 alone, a verifier learned
+# those words, not the idea (4 of 12 everyday words written apart from them judged YES)
+_EVERYDAY = _CURATED_EVERYDAY + tuple(
+    (Path(__file__).resolve().parent.parent / "assets" / "everyday_words.txt").read_text().split())
 _CODES = ("Ldd.d", "Ld.", "L000-00-00-00", "ddd-dd", "LL-ddd", "Ld", "dd.dd", "Ldddd", "L-dd", "d/d")
 _FRAGMENTS = ("<answer>", "{answer}", "[ANSWER]", "Answer:", "Final answer:", "<thinking>", "N/A", "TBD", "None",
               "Insert answer here", "The answer", "Output", "Question:", "Step 1:", "<image>", "[MASK]", "null",
