@@ -318,6 +318,23 @@ def cmd_memory(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """One stage's variants side by side from their committed metrics; a variant not comparable with the first (other
+    code, seed, profile or data) is flagged and warned about, never silently compared."""
+    from medix_lib import compare
+
+    try:
+        result = compare.compare(args.stage, args.variants, args.output_root)
+    except (compare.CompareError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for line in result.warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    print(compare.markdown(result), end="")
+    print(f"{result.stage}: {len(result.variants)} variants -> {config.shown(result.folder)}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m medix_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -442,6 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes, seconds per section (what CI runs)")
     bench.add_argument("--output", default=None, help="folder for bench.json and figures")
     bench.set_defaults(func=cmd_bench)
+
+    cmp = sub.add_parser("compare", help="one stage's variants side by side from their committed metrics.json and "
+                                         "run.json: a table and a figure in outputs/<stage>/comparison/, variants "
+                                         "with other code, seed, profile or data flagged")
+    cmp.add_argument("--stage", required=True, help="02, 2 or 02_design_rewards (01 to 04)")
+    cmp.add_argument("--variants", type=_csv, default=None,
+                     help="comma-separated variants, the first the reference (default: every variant folder with a "
+                          "metrics.json, smoke first)")
+    cmp.add_argument("--output-root", default=None, help="outputs root to read and write (default: outputs/)")
+    cmp.set_defaults(func=cmd_compare)
 
     mem = sub.add_parser("memory", help="the GPU memory plan of a profile's stages, against this GPU or a card of "
                                         "--total-gib; --serve MODEL: the vLLM share that model needs instead")
