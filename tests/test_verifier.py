@@ -153,11 +153,17 @@ def test_instructions_to_the_judge_are_a_no_type_split_like_phrasings(pairs):
 
 
 def test_shipped_verifier_judges_meaningless_answers_no():
-    """The judge as used, from the committed weights, on held-out meaningless answers of every shape (the test share
-    of the pools) against real concept names: none may be paid."""
+    """The judge as used, from the committed weights: held-out meaningless answers of every shape (the test share of
+    the pools) against real concept names, and a set written apart from every pool (codes, everyday words, template
+    fragments, bare answers, generic words): none may be paid."""
+    from pathlib import Path
+
     names = ["pulmonary embolism", "anteverted nares", "morphine", "grayscale", "atrial septal defect", "gout",
              "left lower lobe pneumonia", "hypothyroidism", "Osteosarcoma", "CT", "axial", "microcytic anemia"]
-    items = [p.item() for p in nonsense_pairs(names * 3)]
+    apart = [json.loads(line) for line in
+             (Path(__file__).parent / "fixtures" / "meaningless_apart.jsonl").read_text().splitlines()]
+    items = [p.item() for p in nonsense_pairs(names * 3)] + [J.JudgeItem(r["reference"], r["prediction"])
+                                                            for r in apart]
     verdicts = J.Judge(backend="transformers", model="medix-verifier-135m")(items)
     assert [(it.prediction, round(v.p_yes, 2)) for it, v in zip(items, verdicts) if v.label] == []
 
