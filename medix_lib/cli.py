@@ -180,7 +180,8 @@ def cmd_rewards(args) -> int:
 def cmd_evaluate_verifier(args) -> int:
     from medix_lib import verifier
 
-    for line in verifier.report(args.model, args.output, zero_shot=not args.no_zero_shot, max_test=args.max_test):
+    for line in verifier.report(args.model, args.output, zero_shot=not args.no_zero_shot, max_test=args.max_test,
+                                responses=args.responses):
         print(line)
     return 0
 
@@ -452,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", default=None, help="folder for meta_evaluation.json, summary.txt and figures")
     report.add_argument("--max-test", type=int, default=None, help="score only the first N test pairs")
     report.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot baseline (slowest part)")
+    report.add_argument("--responses", default=None,
+                        help="a notebook 04 responses.jsonl: also judge each policy answer against another open "
+                             "question's reference (wrong by construction)")
     report.set_defaults(func=cmd_evaluate_verifier)
 
     bench = sub.add_parser("bench", help="measure where time goes on this machine (judge, HTTP judge, rewards, "

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from medix_lib import artifacts, models
+from medix_lib import artifacts, config, models
 from medix_lib import judge as J
 from medix_lib import verifier as V
 from medix_lib.text import normalise
@@ -170,10 +170,14 @@ def test_shipped_verifier_judges_meaningless_answers_no():
 
 @pytest.mark.slow
 def test_meta_evaluation_of_the_shipped_verifier_reports_every_set():
-    result = V.meta_evaluation(zero_shot=None, embedder=None, max_test=40, speed_pairs=0, progress=False)
+    responses = [json.loads(line) for line in (config.OUTPUTS_DIR / "04_evaluate_with_judge" / "smoke" /
+                                               "responses.jsonl").read_text().splitlines()]
+    result = V.meta_evaluation(zero_shot=None, embedder=None, max_test=40, speed_pairs=0, progress=False,
+                               responses=responses)
     verifier, judged = result["methods"]["trained verifier"], result["methods"][V.TERMINOLOGY_METHOD]
-    assert set(result["labels"]) == {"test", "validation", "clinical", "nonsense", "instruction", "wrong"}
-    for k in ("nonsense", "instruction", "wrong"):
+    assert set(result["labels"]) == {"test", "validation", "clinical", "nonsense", "instruction", "wrong",
+                                     "policy_wrong"}
+    for k in ("nonsense", "instruction", "wrong", "policy_wrong"):
         assert result["labels"][k] and not any(result["labels"][k]), k
     assert judged["instruction_yes_rate"] == 0  # the guard decides every one before the verifier
     assert len(result["labels"]["clinical"]) == 374 and judged["threshold"] == verifier["threshold"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from medix_lib import judge, models
 from medix_lib.text import normalise
 from medix_lib.verifier.pairs import (PAIR_TYPES, Pair, PairConfig, build_pairs, clinical_pairs, instruction_pairs,
-                                      nonsense_pairs, pair_counts, wrong_answers)
+                                      nonsense_pairs, pair_counts, policy_wrong_answers, wrong_answers)
 from medix_lib.verifier.phrasings import MEANINGLESS_SHAPES
 from medix_lib.verifier.trainer import ARTIFACT, _auc, best_threshold, clinical_summary, score
 
@@ -115,7 +115,8 @@ def heldout_pairs(n: int, seed: int = 0, model: str = ARTIFACT) -> list[Pair]:
 
 def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m-instruct",
                     embedder: str | None = "minilm-l6-v2", template: str = judge.REWARD_TEMPLATE,
-                    max_test: int | None = None, speed_pairs: int = 256, progress: bool = True) -> dict:
+                    max_test: int | None = None, speed_pairs: int = 256, progress: bool = True,
+                    responses: list[dict] | None = None) -> dict:
     """Score held-out concept-disjoint test pairs (and the hand-written clinical pairs) with a trained verifier (the
     shipped one by default, or a folder with a ``record.json``), the zero-shot LLM judge and embedding cosine;
     thresholds are chosen on the validation split, never on test. The pair split is rebuilt from the verifier's own
@@ -145,6 +146,8 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
     instructions = instruction_pairs(names, names[len(names) // 2:] + names[:len(names) // 2])
     sets = {"test": test, "validation": val, "clinical": clinical, "nonsense": nonsense,
             "instruction": instructions, "wrong": wrong_answers(clinical)}
+    if responses:  # a policy's own answers, each judged against another question's reference
+        sets["policy_wrong"] = policy_wrong_answers(responses)
 
     scorers = {"trained verifier": lambda items: score(str(path), items, template, progress=progress)}
     if zero_shot:
@@ -176,8 +179,8 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
             "threshold": thr,
             "test_accuracy": sum((x >= thr) == y for x, y in zip(s["test"], labels["test"])) / len(test),
             "test_balanced_accuracy": float(balanced_accuracy_score(labels["test"], [x >= thr for x in s["test"]])),
-            **{f"{k}_yes_rate": sum(x >= thr for x in s[k]) / len(sets[k]) for k in ("nonsense", "instruction",
-                                                                                      "wrong")},
+            **{f"{k}_yes_rate": sum(x >= thr for x in s[k]) / max(1, len(sets[k]))
+               for k in ("nonsense", "instruction", "wrong", "policy_wrong") if k in sets},
             "nonsense_yes_by_shape": {shape: sum(x >= thr for x, p in zip(s["nonsense"], nonsense)
                                                  if p.source == f"generated/{shape}")
                                       / max(1, sum(p.source == f"generated/{shape}" for p in nonsense))
@@ -213,19 +216,24 @@ def summary_table(result: dict):
         row = {"method": name, "test AUC": m["auc"], "clinical AUC": m["clinical_auc"], "threshold": m["threshold"],
                "test balanced acc": m["test_balanced_accuracy"], "meaningless YES": m["nonsense_yes_rate"],
                "instruction YES": m["instruction_yes_rate"], "wrong-answer YES": m["wrong_yes_rate"]}
+        if "policy_wrong_yes_rate" in m:
+            row["policy answer, other question YES"] = m["policy_wrong_yes_rate"]
         row.update({f"AUC {k}": a for k, a in m["per_type_auc"].items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index("method").round(3)
 
 
 def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = True,
-           max_test: int | None = None) -> list[str]:
-    """The full meta-evaluation (every held-out test pair, the clinical pairs, judging speed) written to ``output``
-    (``meta_evaluation.json`` and figures); returns the summary lines the ``evaluate-verifier`` command prints."""
+           max_test: int | None = None, responses: Path | None = None) -> list[str]:
+    """The full meta-evaluation (every held-out test pair, the clinical pairs, judging speed; with ``responses``, a
+    notebook 04 ``responses.jsonl``, also the policies' answers judged against other questions' references) written
+    to ``output`` (``meta_evaluation.json`` and figures); returns the summary lines ``evaluate-verifier`` prints."""
     from medix_lib import plotting
 
     output = Path(output or Path("outputs") / "verifier" / "smoke")
-    result = meta_evaluation(model, zero_shot="smollm2-135m-instruct" if zero_shot else None, max_test=max_test)
+    rows = [json.loads(line) for line in Path(responses).read_text().splitlines() if line.strip()] if responses else None
+    result = meta_evaluation(model, zero_shot="smollm2-135m-instruct" if zero_shot else None, max_test=max_test,
+                             responses=rows)
     output.mkdir(parents=True, exist_ok=True)
     (output / "meta_evaluation.json").write_text(json.dumps(result, indent=1) + "\n")
     title = f"{model} on held-out concept-disjoint pairs"
@@ -241,7 +249,7 @@ def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = 
     lines = [summary_table(result).T.to_string(), "",
              f"trained on {rec['train_pairs_seen']} pairs in {rec['train_seconds']} s wall "
              f"({rec['machine']['cpu_count']} cores, {rec['machine']['torch_threads']} threads)",
-             f"validation-chosen threshold {v['threshold']:.3f}: test accuracy {v['test_accuracy']:.3f}, "
+             f"recorded threshold {v['threshold']:.3f}: test accuracy {v['test_accuracy']:.3f}, "
              f"balanced {v['test_balanced_accuracy']:.3f}",
              f"clinical held-out AUC {v['clinical_auc']:.3f}; per class: "
              + ", ".join(f"{k} {a:.2f}" for k, a in v["clinical_per_class_auc"].items()),
@@ -251,7 +259,9 @@ def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = 
                f"{judged[f'{k}_yes_rate']:.1%} (judge as used)"
                for k, what in (("nonsense", "meaningless answers (" + ", ".join(MEANINGLESS_SHAPES) + ")"),
                                ("instruction", "instructions to the judge"),
-                               ("wrong", "answers to another question"))),
+                               ("wrong", "answers to another question"),
+                               ("policy_wrong", f"policy answers to another question ({responses})"))
+               if k in result["labels"]),
              "meaningless answers judged YES by shape (judge as used): "
              + ", ".join(f"{k} {r:.0%}" for k, r in judged["nonsense_yes_by_shape"].items()),
              f"judging: {speed['pairs_per_s']} distinct pairs/s (batch {speed['batch_size']}, n={speed['n']}, "

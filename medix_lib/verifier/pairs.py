@@ -122,6 +122,33 @@ def wrong_answers(pairs: list[Pair]) -> list[Pair]:
     return out
 
 
+def policy_wrong_answers(responses: list[dict]) -> list[Pair]:
+    """Wrong by construction from a policy's own answers (notebook 04's ``responses.jsonl`` rows: candidate, task,
+    reference, final_answer, task_type): each open question's answer judged against the reference of the open
+    question half its candidate's and task's list away, skipping references that normalise alike: NO. Closed
+    questions are left out (a "yes" is right for any question whose reference is "yes").
+
+    >>> rows = [{"candidate": "m", "task": "t", "reference": r, "final_answer": a, "task_type": "open"}
+    ...         for r, a in (("gout", "podagra"), ("fever", "pyrexia"), ("gout", "uric acid"))]
+    >>> [(p.reference, p.prediction) for p in policy_wrong_answers(rows)]
+    [('gout', 'pyrexia'), ('fever', 'uric acid')]
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in responses:
+        if (r.get("final_answer") or "").strip() and r.get("task_type") not in ("yes_no", "mcq") \
+                and normalise(r["reference"]) not in ("yes", "no"):
+            groups[(r["candidate"], r["task"])].append(r)
+    out = []
+    for rows in groups.values():
+        half = len(rows) // 2 or 1
+        for i, r in enumerate(rows):
+            other = rows[(i + half) % len(rows)]
+            if normalise(other["reference"]) != normalise(r["reference"]):
+                out.append(Pair(r["reference"], other["final_answer"], False, "policy-wrong", (),
+                                f"{r['candidate']}/{r['task']}"))
+    return out
+
+
 def instruction_pairs(references: list[str], wrong: list[str], split: str = "test", seed: int = 0) -> list[Pair]:
     """One instruction to the judge per reference, alone or after a wrong answer (``wrong``, cycled): NO.
 
