@@ -94,23 +94,29 @@ def accuracy_by_family(result: dict, title: str):
     return fig
 
 
-def paired_differences(comparisons: dict[str, dict], title: str, metric: str = "accuracy"):
-    """Each comparison's paired difference per task with its 95% bootstrap interval; an interval clear of 0 is a
-    difference the sample resolves, coloured by its sign (a resolved drop must not look like a gain)."""
-    rows = [(name, task, d) for name, per_task in comparisons.items() for task, d in per_task.items()]
-    fig, ax = plt.subplots(figsize=(7.0, 0.5 * max(3, len(rows)) + 1.2))
-    for k, (name, task, d) in enumerate(rows):
+def _intervals(ax, rows: list[tuple[str, dict]], xlabel: str) -> None:
+    """One labelled row per (label, {diff, ci_low, ci_high, n}): the difference with its interval, coloured by the
+    interval's side of 0 (a resolved drop must not look like a gain), its figures written beside it."""
+    for k, (_, d) in enumerate(rows):
         side = "above" if d["ci_low"] > 0 else "below" if d["ci_high"] < 0 else "spans"
         ax.errorbar(d["diff"], k, xerr=[[d["diff"] - d["ci_low"]], [d["ci_high"] - d["diff"]]], fmt="o",
                     color=DIFFERENCE_COLORS[side], capsize=4)
         ax.text(d["ci_high"] + 0.02, k, f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], n={d['n']}",
                 va="center", fontsize=8)
     ax.axvline(0, color="0.3", lw=1)
-    ax.set_yticks(range(len(rows)), [f"{name}\n{task}" for name, task, _ in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
     ax.set_xlim(-1, 1.6)
-    ax.set_xlabel(f"paired difference in {metric} (95% bootstrap CI)")
+    ax.set_xlabel(xlabel)
     ax.legend(handles=[Patch(color=DIFFERENCE_COLORS[side], label=f"interval {side} 0") for side in DIFFERENCE_COLORS],
               fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no interval's label hidden
+
+
+def paired_differences(comparisons: dict[str, dict], title: str, metric: str = "accuracy"):
+    """Each comparison's paired difference per task with its 95% bootstrap interval; an interval clear of 0 is a
+    difference the sample resolves, coloured by its sign (a resolved drop must not look like a gain)."""
+    rows = [(f"{name}\n{task}", d) for name, per_task in comparisons.items() for task, d in per_task.items()]
+    fig, ax = plt.subplots(figsize=(7.0, 0.5 * max(3, len(rows)) + 1.2))
+    _intervals(ax, rows, f"paired difference in {metric} (95% bootstrap CI)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -145,21 +151,9 @@ def picture_reliance(reliance: dict, title: str):
     left.set_ylim(0, 1)
     left.set_ylabel("judge accuracy, image tasks pooled")
     left.legend(fontsize=8, loc="upper left")
-    for k, (control, model, task, d) in enumerate(rows):
-        side = "above" if d["ci_low"] > 0 else "below" if d["ci_high"] < 0 else "spans"
-        right.errorbar(d["diff"], k, xerr=[[d["diff"] - d["ci_low"]], [d["ci_high"] - d["diff"]]], fmt="o",
-                       color=DIFFERENCE_COLORS[side], capsize=4)
-        right.text(d["ci_high"] + 0.02, k, f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], n={d['n']}",
-                   va="center", fontsize=8)
-    right.axvline(0, color="0.3", lw=1)
-    right.set_yticks(range(len(rows)), [f"{model} · {control}\n{task or 'all image tasks'}"
-                                        for control, model, task, _ in rows], fontsize=8)
+    _intervals(right, [(f"{model} · {control}\n{task or 'all image tasks'}", d) for control, model, task, d in rows],
+               "accuracy with minus without the picture (95% bootstrap CI)")
     right.invert_yaxis()  # the first candidate on top, as on the left
-    right.set_xlim(-1, 1.6)
-    right.set_xlabel("accuracy with minus without the picture (95% bootstrap CI)")
-    right.legend(handles=[Patch(color=DIFFERENCE_COLORS[side], label=f"interval {side} 0")
-                          for side in DIFFERENCE_COLORS],
-                 fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no interval's label hidden
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
