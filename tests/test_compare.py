@@ -96,7 +96,7 @@ def test_02_judge_gold_pairs_and_probes(tmp_path, capsys, stage_arg):
         assert float(row["composite_gold_yes"]) == gold["True"]["composite"]
         assert float(row["composite_gold_no"]) == gold["False"]["composite"]
         over = {v["probe"] for v in m["probe_violations"] if not v["probe"].startswith("control_")}
-        assert int(row["probes_over_ceiling"]) == len(over) and set(row["probes_over"].split(", ")) == over
+        assert int(row["probes_over_ceiling"]) == len(over) and set(filter(None, row["probes_over"].split(", "))) == over
         probes = {k: v for k, v in m["probe_max_composite"].items() if not k.startswith("control_")}
         assert float(row["max_probe_composite"]) == max(probes.values())
         assert probes[row["max_probe"]] == max(probes.values())
