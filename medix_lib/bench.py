@@ -14,6 +14,9 @@ Sections:
   committed smoke training run;
 - ``scaling``: reward time and peak memory from 64 to 4,096 completions;
 - ``evaluation_resume``: a finished evaluation run again: seconds, policy loads and judge calls (all 0 but seconds);
+- ``grpo_step``: GRPO steps of the offline VLM with cpu_long's settings, TRL's default path against this project's
+  (each group's prompt run once), generation and update apart, new tokens/s, ``speedup``, and how far the two runs
+  ended apart (:mod:`medix_lib.training.bench`);
 - ``pipeline``: wall time per notebook of the committed smoke reference run.
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from medix_lib import config, models
 from medix_lib.judge import DEFAULT_MODEL, REWARD_TEMPLATE, TEMPLATES, Judge, JudgeItem
 from medix_lib.judge.terms import term_index
+from medix_lib.training import bench as training_bench
 
 
 def machine() -> dict:
@@ -319,22 +323,40 @@ def pipeline_times() -> dict:
     return times
 
 
-def run(quick: bool = False, output: Path | None = None, model: str = DEFAULT_MODEL) -> dict:
-    """Every section; ``quick`` shrinks them to seconds each (CI runs it so the harness cannot rot)."""
+SECTIONS = ("judge_local", "judge_http", "reward", "scaling", "evaluation_resume", "grpo_step", "pipeline")
+
+
+def run(quick: bool = False, output: Path | None = None, model: str = DEFAULT_MODEL,
+        only: list[str] | None = None) -> dict:
+    """Every section, or ``only`` these (the others are kept from an earlier ``bench.json`` in ``output``, each with
+    its own load figures); ``quick`` shrinks them to seconds each (CI runs it so the harness cannot rot)."""
     from medix_lib import plotting
 
+    unknown = sorted(set(only or ()) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown bench section(s) {unknown}; valid: {', '.join(SECTIONS)}")
     output = Path(output or config.OUTPUTS_DIR / "bench" / ("quick" if quick else "full"))
     output.mkdir(parents=True, exist_ok=True)
+    earlier = output / "bench.json"
+    result = json.loads(earlier.read_text()) if only and earlier.is_file() else {}
+    result.update(mode="quick" if quick else "full", machine=machine())
+    wanted = set(only or SECTIONS)
     prompts, completions = (4, 8) if quick else (64, 8)
-    result = {"mode": "quick" if quick else "full", "machine": machine()}
     term_index()  # the judge's vocabularies load once per process, like its model: neither is what is timed
-    result["judge_local"] = judge_local(model, prompts, completions, release_sample=16 if quick else 0)
     batch = grpo_batch(prompts, completions, 1)
-    result["judge_http"] = judge_http(0.05, 32 if quick else 256, batch)
-    result["reward"] = reward_timing(batch, repeats=1 if quick else 2)
-    result["scaling"] = reward_scaling([64, 128] if quick else [64, 256, 1024, 4096])
-    result["evaluation_resume"] = evaluation_resume(4 if quick else 16, 8 if quick else 32)
-    result["pipeline"] = pipeline_times()
+    sections = {
+        "judge_local": lambda: judge_local(model, prompts, completions, release_sample=16 if quick else 0),
+        "judge_http": lambda: judge_http(0.05, 32 if quick else 256, batch),
+        "reward": lambda: reward_timing(batch, repeats=1 if quick else 2),
+        "scaling": lambda: reward_scaling([64, 128] if quick else [64, 256, 1024, 4096]),
+        "evaluation_resume": lambda: evaluation_resume(4 if quick else 16, 8 if quick else 32),
+        "grpo_step": lambda: training_bench.grpo_step(
+            steps=2 if quick else 4,
+            overrides={"per_device_train_batch_size": 8, "max_completion_length": 12} if quick else None),
+        "pipeline": pipeline_times}
+    for name in SECTIONS:
+        if name in wanted:
+            result[name] = sections[name]()
     result["machine"]["load_1min_after"] = _load()
     (output / "bench.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     plotting.save_figure(plotting.bench_summary(result), output / "figures", "bench_summary")
@@ -364,6 +386,17 @@ def summary_lines(result: dict) -> list[str]:
     lines.append(f"evaluation of {again['rows']} rows: {again['first']['seconds']:.1f} s; the same command again "
                  f"{again['rerun']['seconds']:.2f} s, policy loaded: {again['rerun']['policy_loaded']}, "
                  f"{again['rerun']['judge_model_calls']} judge calls")
+    step = result.get("grpo_step")
+    if step:
+        def way(name: str) -> str:
+            w = step[name]
+            return (f"{w['step_s']:.1f} s (generation {w['generation_s'] / w['steps_timed']:.1f}, update "
+                    f"{w['update_s'] / w['steps_timed']:.1f}; {w['new_tokens_per_s']:.0f} new tokens/s)")
+
+        lines.append(f"GRPO step ({step['completions_per_step']} completions, {step['variant']}): TRL {way('trl')}; "
+                     f"shared prefix {way('medix_fp32')}, apart by {step['max_reward_difference']:.2g} in reward "
+                     f"and {step['max_adapter_difference']:.2g} in adapter weights; this project's default "
+                     f"(bf16 {step['medix']['bf16']}) {way('medix')}: {step['speedup']:.2f}x")
     if result["pipeline"]:
         lines.append("smoke pipeline: " + ", ".join(f"{k[:2]} {v:.0f} s" for k, v in result["pipeline"].items()))
     return lines

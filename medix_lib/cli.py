@@ -286,7 +286,7 @@ def cmd_train_projector(args) -> int:
 def cmd_bench(args) -> int:
     from medix_lib import bench
 
-    result = bench.run(quick=args.quick, output=args.output)
+    result = bench.run(quick=args.quick, output=args.output, only=args.only.split(",") if args.only else None)
     for line in bench.summary_lines(result):
         print(line)
     return 0
@@ -459,9 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_evaluate_verifier)
 
     bench = sub.add_parser("bench", help="measure where time goes on this machine (judge, HTTP judge, rewards, "
-                                         "scaling, pipeline); writes outputs/bench/<mode>/bench.json and figures")
+                                         "scaling, GRPO step, pipeline); writes outputs/bench/<mode>/bench.json and "
+                                         "figures")
     bench.add_argument("--quick", action="store_true", help="small sizes, seconds per section (what CI runs)")
     bench.add_argument("--output", default=None, help="folder for bench.json and figures")
+    bench.add_argument("--only", default=None, help="comma-separated sections to measure again (the others are kept "
+                                                    "from the folder's bench.json), e.g. grpo_step")
     bench.set_defaults(func=cmd_bench)
 
     cmp = sub.add_parser("compare", help="one stage's variants side by side from their committed metrics.json and "

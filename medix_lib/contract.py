@@ -135,8 +135,8 @@ class OutputContract:
                           default=len(text))
         # Several tags before the first block is spraying candidates (e.g. all 16 modalities): no modality.
         sprayed = len(pat["any_tag"].findall(text, 0, first_block)) > 1
-        reasoning = _blocks(text, self.reasoning_tag)
-        answers = tuple(a.strip() for a in _blocks(text, self.answer_tag))
+        reasoning = blocks(text, self.reasoning_tag)
+        answers = tuple(a.strip() for a in blocks(text, self.answer_tag))
         counts = {k: len(pat[k].findall(text)) for k in ("r_open", "r_close", "a_open", "a_close")}
 
         issues = []
@@ -168,7 +168,7 @@ class OutputContract:
         )
 
 
-def _blocks(text: str, tag: str) -> list[str]:
+def blocks(text: str, tag: str) -> list[str]:
     """Contents of the closed ``<tag>...</tag>`` blocks, left to right, non-nested; linear in ``len(text)``."""
     opening, closing = f"<{tag}>", f"</{tag}>"
     found, pos = [], 0

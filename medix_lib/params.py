@@ -110,6 +110,7 @@ class RewardSettings(ContractSettings, JudgeSettings):
     rewards: list[str] = field(default_factory=lambda: list(COMPONENTS))  # components used (any subset) or composite
     reward_weights: dict[str, float] = field(default_factory=lambda: dict(MEDIX_WEIGHTS))  # MediX-R1 weights
     answer_guards: bool = True  # refuse hacked answers (judge instructions, candidate lists, ...) before scoring
+    answer_rules: Literal["strict", "release"] = "strict"  # "release": first block, whole reply if none, ":" "?" zeroed
     semantic_model: str = DEFAULT_EMBEDDER  # sentence-transformers embedder (release: MedEmbed-large-v0.1)
     semantic_mode: Literal["threshold", "continuous"] = SemanticReward.MODE  # "threshold" (paper) or "continuous"
     semantic_threshold: float = SemanticReward.THRESHOLD  # cosine at or above this scores 1 (paper: 0.8)
@@ -196,6 +197,8 @@ class TrainParams(RewardSettings, StageParams):
     checkpoint_every: int = 0  # save a resumable checkpoint every N optimizer steps (0: none)
     keep_checkpoints: int = 2  # checkpoints kept on disk, the newest (save_total_limit; 0: all)
     resume: bool = False  # continue from the last checkpoint in output_dir (set by run --resume)
+    shared_prefix: bool = True  # run each group's prompt once in rollouts and update (same numbers; false: TRL's way)
+    bf16: bool | None = None  # bf16 autocast over fp32 weights; None: on GPUs and CPUs that multiply bf16 natively
     use_vllm: bool = False  # GPU: generate rollouts with vLLM (TRL's use_vllm)
     vllm_mode: Literal["colocate", "server"] = "colocate"  # vLLM in the trainer's process, or a trl vllm-serve server
     warmup_max_steps: int = 80  # format warm-up (cold-start SFT) steps at most; 0 skips it

@@ -150,6 +150,33 @@ def test_guards_can_be_switched_off_for_ablation():
     assert rewards.AccuracyReward(SycophantJudge(), guards=False)(text, answer=["pneumonia"]) == [1.0]
 
 
+def test_release_answer_rules_read_answers_as_the_release_does():
+    """First block, whole response without one, ':' '?' '__' and one-character answers zeroed, full stops stripped,
+    only an exact match settled without the judge."""
+    judge = RecordingJudge(True)
+    release = rewards.AccuracyReward(judge, answer_rules="release")
+    texts = [wrap("effusion") + "<answer>pneumonia</answer>",  # first block: effusion, asked
+             "<X_RAY> <thinking>.</thinking>\npneumonia",  # no block: the whole response is the answer, asked
+             wrap("T2: hyperintense"), wrap("A"), wrap("Pneumonia.")]
+    answers = ["pneumonia", "pneumonia", "T2 hyperintense", "A", "Pneumonia"]
+    assert release(texts, answer=answers) == [1.0, 1.0, 0.0, 0.0, 1.0]
+    assert [i.prediction for i in judge.asked] == ["effusion", "<X_RAY><thinking>.</thinking>pneumonia"]
+    assert rewards.AccuracyReward(RecordingJudge(True))(texts, answer=answers) == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert [r["refused"] for r in rewards.explain(texts, answers, answer_rules="release")] == [
+        None, None, "release_invalid", "release_invalid", None]
+
+
+def test_release_rules_pay_probes_this_projects_rules_hold():
+    from medix_lib.rewards import probes
+
+    rows = {rules: {(r["probe"], r["case"]): r["accuracy"] for r in probes.run(
+        [rewards.AccuracyReward(SycophantJudge(), answer_rules=rules)], [1.0])} for rules in rewards.ANSWER_RULES}
+    assert rows["release"][("answer_outside_tags", "pneumonia")] == 1.0  # judged whole, the judge says YES
+    assert rows["strict"][("answer_outside_tags", "pneumonia")] == 0.0
+    assert rows["release"][("control_question_mark", "pneumonia")] == 0.0  # an honest answer with "?" zeroed
+    assert rows["strict"][("control_question_mark", "pneumonia")] == 1.0
+
+
 # --- accuracy -----------------------------------------------------------------------------------------------------
 
 def test_accuracy_short_circuits_and_asks_the_judge_the_rest():
@@ -227,6 +254,7 @@ def test_registry_builds_trl_functions_and_weights():
     ({"reward_weights": {"bleu": 1.0}}, "unknown reward"),
     ({"semantic_mode": "sigmoid"}, "valid values: 'threshold'"),
     ({"answer_tag": "my answer"}, "plain identifier"),
+    ({"answer_rules": "lenient"}, "valid values: 'strict', 'release'"),
 ])
 def test_bad_reward_params_fail_before_loading(overrides, match):
     with pytest.raises(config.ParamsError, match=match):

@@ -423,9 +423,10 @@ def verifier_reliability(result: dict, title: str):
 
 
 def bench_summary(result: dict):
-    """The performance harness on one page: judge ways, HTTP concurrency, reward per component, reward scaling;
-    each panel says the machine's load while it was measured."""
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    """The performance harness on one page: judge ways, HTTP concurrency, reward per component, reward scaling, a
+    GRPO step TRL's way and this project's; each panel says the machine's load while it was measured."""
+    step = result.get("grpo_step")
+    fig, axes = plt.subplots(1, 5 if step else 4, figsize=(21 if step else 17, 3.8))
     local, http, reward = result["judge_local"], result["judge_http"], result["reward"]
     ax = axes[0]
     names = ["release\n(serial)", "layer\ncold", "layer cold\nagain", "layer\nwarm"]
@@ -463,10 +464,29 @@ def bench_summary(result: dict):
     twin.set_ylabel("peak RSS (MB)")
     twin.grid(False)
     ax.set_title(f"reward scaling\nload {result['scaling'][-1]['load']}", fontsize=10)
+    if step:
+        _grpo_step_panel(axes[4], step)
     m = result["machine"]
     fig.suptitle(f"medix bench ({result['mode']}): {m['cpu']}, {m['cpu_count']} cores", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _grpo_step_panel(ax, step: dict) -> None:
+    """Seconds per GRPO step, stacked by part, TRL's way beside this project's."""
+    ways = {"TRL\n(fp32)": step["trl"], "shared prefix\n(fp32)": step["medix_fp32"],
+            f"shared prefix\n({'bf16' if step['medix']['bf16'] else 'fp32'})": step["medix"]}
+    bottom = [0.0] * len(ways)
+    for i, part in enumerate(("generation", "update", "reward")):
+        values = [w[f"{part}_s"] / w["steps_timed"] for w in ways.values()]
+        ax.bar(list(ways), values, bottom=bottom, color=PALETTE[i], label=part)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    for x, total in enumerate(bottom):
+        ax.annotate(f"{total:.1f} s", (x, total), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("seconds per step")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(f"GRPO step, {step['completions_per_step']} completions: {step['speedup']:.2f}x\n"
+                 f"load {step['load_before']}", fontsize=10)
 
 
 def verifier_clinical_classes(result: dict, title: str, target: float = 0.90):

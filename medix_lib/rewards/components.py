@@ -34,7 +34,7 @@ from typing import Callable, Literal
 from medix_lib import models
 from medix_lib.contract import OutputContract
 from medix_lib.judge import JudgeItem
-from medix_lib.rewards.guards import check_answer
+from medix_lib.rewards.guards import check
 from medix_lib.rewards.rules import _column, _texts
 
 MEDIX_WEIGHTS: dict[str, float] = {"accuracy": 0.5175, "semantic": 0.3375, "modality": 0.045, "format": 0.10}
@@ -82,9 +82,10 @@ class _AnswerReward:
 
     strict = False
 
-    def __init__(self, contract: OutputContract | None = None, guards: bool = True):
+    def __init__(self, contract: OutputContract | None = None, guards: bool = True, answer_rules: str = "strict"):
         self.contract = contract or OutputContract()
         self.guards = guards
+        self.answer_rules = answer_rules  # "strict" (this project's) or "release" (guards.check_release)
 
     def _model_scores(self, predictions: list[str], references: list[str],
                       questions: list[str]) -> list[float | None]:
@@ -93,7 +94,7 @@ class _AnswerReward:
     def __call__(self, completions, answer=None, question=None, **_) -> list[float | None]:
         texts = _texts(completions)
         references, questions = _column(answer, len(texts)), _column(question, len(texts))
-        checks = [check_answer(self.contract.parse(t), r, q, self.guards, self.strict)
+        checks = [check(t, r, q, self.guards, self.strict, self.contract, self.answer_rules)
                   for t, r, q in zip(texts, references, questions)]
         rewards: list[float | None] = [c.decided for c in checks]
         pending = [i for i, r in enumerate(rewards) if r is None]
@@ -126,8 +127,8 @@ class SemanticReward(_AnswerReward):
 
     def __init__(self, model: str = DEFAULT_EMBEDDER, mode: Literal["threshold", "continuous"] = MODE,
                  threshold: float = THRESHOLD, floor: float = FLOOR, contract: OutputContract | None = None,
-                 guards: bool = True, batch_size: int = 64):
-        super().__init__(contract, guards)
+                 guards: bool = True, batch_size: int = 64, answer_rules: str = "strict"):
+        super().__init__(contract, guards, answer_rules)
         if mode not in ("threshold", "continuous"):
             raise ValueError(f"unknown semantic mode {mode!r}; valid: threshold, continuous")
         if not floor < 1.0:
@@ -174,8 +175,8 @@ class AccuracyReward(_AnswerReward):
     __name__ = "accuracy"
 
     def __init__(self, judge: Callable, contract: OutputContract | None = None, guards: bool = True,
-                 failure_value: float | None = None):
-        super().__init__(contract, guards)
+                 failure_value: float | None = None, answer_rules: str = "strict"):
+        super().__init__(contract, guards, answer_rules)
         self.judge = judge
         self.failure_value = failure_value
 

@@ -87,8 +87,8 @@ def probe_report(funcs: list, weights: list[float], contract: OutputContract, gu
     import pandas as pd
 
     rows = probes.run(funcs, weights, contract)
-    worst_funcs = [AccuracyReward(probes.SycophantJudge(), contract, guards) if f.__name__ == "accuracy" else f
-                   for f in funcs]
+    worst_funcs = [AccuracyReward(probes.SycophantJudge(), contract, guards, answer_rules=f.answer_rules)
+                   if f.__name__ == "accuracy" else f for f in funcs]
     worst = probes.run(worst_funcs, weights, contract)
     names = [f.__name__ for f in funcs]
     table = pd.DataFrame(rows).groupby("probe", sort=False).agg(
@@ -96,3 +96,26 @@ def probe_report(funcs: list, weights: list[float], contract: OutputContract, gu
     table["composite_if_judge_says_yes"] = pd.DataFrame(worst).groupby("probe", sort=False)["composite"].max()
     return {"rows": rows, "table": table, "violations": probes.violations(rows),
             "violations_with_yes_judge": probes.violations(worst)}
+
+
+def answer_rules_comparison(settings) -> dict:
+    """The probe suite under this project's answer rules and under the release's (``answer_rules``), the rest of
+    ``settings`` unchanged: per probe the highest composite each way, with this judge and with one that says YES to
+    everything, beside the probe's ceiling; and per way the probes over their ceiling."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from medix_lib.rewards import registry
+    from medix_lib.rewards.guards import ANSWER_RULES
+
+    columns, over = {}, {}
+    for rules in ANSWER_RULES:
+        variant = replace(settings, answer_rules=rules)
+        funcs, weights = registry.build(variant)
+        report = probe_report(funcs, weights, variant.contract(), variant.answer_guards)
+        columns[rules] = report["table"]["composite"]
+        columns[f"{rules}_if_judge_says_yes"] = report["table"]["composite_if_judge_says_yes"]
+        columns["ceiling"] = report["table"]["composite_ceiling"]
+        over[rules] = sorted({v["probe"] for v in report["violations_with_yes_judge"]})
+    return {"table": pd.DataFrame(columns), "over_ceiling_with_yes_judge": over}

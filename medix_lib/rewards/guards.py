@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from medix_lib.contract import OutputContract, ParsedCompletion
+from medix_lib.contract import OutputContract, ParsedCompletion, blocks
 from medix_lib.judge import looks_like_injection
 from medix_lib.rewards.rules import _column, _texts, _tokens, rule_verdict
 from medix_lib.text import normalise
@@ -109,8 +109,63 @@ def check_answer(parsed: ParsedCompletion, reference: str, question: str = "", g
     return AnswerCheck(answer, refused, decided)
 
 
+ANSWER_RULES = ("strict", "release")
+RELEASE_INVALID = ("__", ":", "?")  # the release zeroes any answer containing one of these
+
+
+def release_answer(text: str, answer_tag: str = "answer") -> str:
+    """The answer as the MediX-R1 release reads a response: whitespace around ``<``, ``>`` and ``/`` removed
+    everywhere, then the *first* closed answer block, or the whole response when there is none; stripped of spaces
+    and then of full stops.
+
+    >>> release_answer("<OTHER> <thinking>.</thinking> < answer > Heart attack. </answer><answer>x</answer>")
+    'Heart attack'
+    >>> release_answer("  pneumonia, probably.")
+    'pneumonia, probably'
+    """
+    collapsed = re.sub(r"\s*([</>])\s*", r"\1", str(text))
+    found = blocks(collapsed, answer_tag)
+    return (found[0] if found else collapsed).strip().strip(".")
+
+
+def release_invalid(answer: str) -> bool:
+    """The release's invalid-answer rule: empty, one character, or containing ``__``, ``:`` or ``?``.
+
+    >>> release_invalid("T2: hyperintense"), release_invalid("A"), release_invalid("pneumonia")
+    (True, True, False)
+    """
+    return len(answer) <= 1 or any(symbol in answer for symbol in RELEASE_INVALID)
+
+
+def check_release(text: str, reference: str, question: str = "", guards: bool = True,
+                  answer_tag: str = "answer") -> AnswerCheck:
+    """:func:`check_answer` under the release's answer rules (``answer_rules: release``): its parsing and invalid
+    rule, an exact match after its stripping, and the guards when on; no closed-form or laterality rules.
+
+    >>> check_release("no tags at all: pneumonia", "pneumonia")
+    AnswerCheck(answer='no tags at all: pneumonia', refused='release_invalid', decided=0.0)
+    >>> check_release("<OTHER><answer>Pneumonia.</answer>", "Pneumonia")
+    AnswerCheck(answer='Pneumonia', refused=None, decided=1.0)
+    """
+    answer = release_answer(text, answer_tag)
+    refused = "release_invalid" if release_invalid(answer) else (screen(answer, reference, question) if guards
+                                                                    else None)
+    decided = 0.0 if refused else (1.0 if answer == str(reference).strip().strip(".") else None)
+    return AnswerCheck(answer, refused, decided)
+
+
+def check(text: str, reference: str, question: str, guards: bool, strict: bool, contract: OutputContract,
+          answer_rules: str = "strict") -> AnswerCheck:
+    """One completion's :class:`AnswerCheck` under ``answer_rules`` (``strict``: this project's; ``release``)."""
+    if answer_rules == "release":
+        return check_release(text, reference, question, guards, contract.answer_tag)
+    if answer_rules != "strict":
+        raise ValueError(f"unknown answer_rules {answer_rules!r}; valid: {', '.join(ANSWER_RULES)}")
+    return check_answer(contract.parse(text), reference, question, guards, strict)
+
+
 def explain(completions, answer, question=None, contract: OutputContract | None = None,
-            guards: bool = True) -> list[dict]:
+            guards: bool = True, answer_rules: str = "strict") -> list[dict]:
     """Per completion, what the parser found and why an answer is refused: the columns a researcher reads first.
 
     >>> explain(["<X_RAY><thinking>.</thinking>pneumonia"], ["pneumonia"])
@@ -123,5 +178,5 @@ def explain(completions, answer, question=None, contract: OutputContract | None 
     for text, ref, q in zip(texts, references, questions):
         parsed = contract.parse(text)
         rows.append({"format_issues": ",".join(parsed.issues),
-                     "refused": check_answer(parsed, ref, q, guards).refused})
+                     "refused": check(text, ref, q, guards, False, contract, answer_rules).refused})
     return rows

@@ -29,9 +29,9 @@ def build(settings) -> tuple[list, list[float]]:
 
 
 REWARDS: dict[str, Callable[..., Callable]] = {
-    "accuracy": lambda s, c: AccuracyReward(s.judge(), c, s.answer_guards),
+    "accuracy": lambda s, c: AccuracyReward(s.judge(), c, s.answer_guards, answer_rules=s.answer_rules),
     "semantic": lambda s, c: SemanticReward(s.semantic_model, s.semantic_mode, s.semantic_threshold,
-                                            s.semantic_floor, c, s.answer_guards),
+                                            s.semantic_floor, c, s.answer_guards, answer_rules=s.answer_rules),
     "modality": lambda s, c: ModalityReward(c),
     "format": lambda s, c: FormatReward(c),
     "composite": lambda s, c: CompositeReward([make(s, n) for n in COMPONENTS], [weight(s, n) for n in COMPONENTS]),
@@ -50,7 +50,8 @@ def score_file(settings, input_path: str | Path, output_path: str | Path) -> dic
     columns = {k: [row.get(k) for row in rows] for k in ("answer", "modality", "question")}
     completions = [row["completion"] for row in rows]
     table = score_components(funcs, weights, completions, **columns)
-    notes = explain(completions, columns["answer"], columns["question"], settings.contract(), settings.answer_guards)
+    notes = explain(completions, columns["answer"], columns["question"], settings.contract(), settings.answer_guards,
+                    settings.answer_rules)
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     with open(output_path, "w") as f:
         for i, row in enumerate(rows):

@@ -1,11 +1,14 @@
 """TRL's GRPOTrainer with what the MediX-R1 recipes need and TRL lacks: DAPO's dynamic group filtering, one kind of
-row (image or text) per generation batch, and the seconds of each step split into generation, reward and update."""
+row (image or text) per generation batch, each group's prompt computed once, and the seconds of each step split into
+generation, reward and update."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from medix_lib.training import loading  # noqa: F401  (imports unsloth first where it applies)
+from medix_lib.training import prefix
 
 
 def trainer_class():
@@ -28,11 +31,16 @@ def trainer_class():
           component, appended as they come, so a run's learning can be tested with a confidence interval.
         - ``rollouts_path``: every ``rollouts_every`` steps (and at the last step) one group's completions as text
           with their rewards, so a reader can see what the policy wrote and what it was paid.
+        - ``shared_prefix``: each group's prompt is run once in the rollout's prefill and in the update's forward and
+          backward (:mod:`medix_lib.training.prefix`); off, every completion runs its prompt, as in TRL. It applies
+          on the transformers generation path of a single process without gradient checkpointing (the CPU path).
         """
 
         def __init__(self, *args, group_filter: tuple[float, float] | None = None, rewards_path=None,
-                     rollouts_path=None, rollouts_every: int = 0, **kwargs):
+                     rollouts_path=None, rollouts_every: int = 0, shared_prefix: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
+            self.shared_prefix = shared_prefix
+            self.prefix_shared = {"generation": 0, "logps": 0}  # calls that ran each prompt once (bench, tests)
             self.group_filter = group_filter
             self.rewards_path = rewards_path  # completion rewards are appended here as they come (a JSONL file)
             self.rollouts_path = rollouts_path  # one group's completions as text, every ``rollouts_every`` steps
@@ -46,6 +54,40 @@ def trainer_class():
             self._last_rewards = rewards
             self._last_completions = completions
             return rewards
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
+                                  has_tool_images=False):
+            args = (prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            if self.use_vllm or self.use_transformers_continuous_batching:
+                return super()._generate_single_turn(*args)
+            # TRL samples outside autocast and the update runs inside it (args.bf16); on a CPU, whose weights stay
+            # fp32, sample as the update scores (a GPU policy is loaded in bf16 already)
+            with self.accelerator.autocast() if self.args.use_cpu else contextlib.nullcontext():
+                if not self.shared_prefix:
+                    return super()._generate_single_turn(*args)
+                with prefix.SharedPrefixGeneration(self.accelerator.unwrap_model(self.model_wrapped)) as sharing:
+                    out = super()._generate_single_turn(*args)
+            self.prefix_shared["generation"] += sharing.shared
+            return out
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                               **fields):
+            if (self.shared_prefix and not compute_aux_loss and not self.args.gradient_checkpointing
+                    and self.accelerator.num_processes == 1):  # several processes: DDP's forward syncs gradients
+                given = {k: v for k, v in fields.items() if v is not None}
+                per_row = int("pixel_values" in given)  # one picture per image row, none per text row
+                if all(n == per_row for n in given.pop("num_images", None) or []):
+                    with self.accelerator.autocast():
+                        out = prefix.logps_and_entropies(self.accelerator.unwrap_model(model), input_ids,
+                                                         attention_mask, logits_to_keep, self.temperature,
+                                                         compute_entropy, **given)
+                    if out is not None:
+                        self.prefix_shared["logps"] += 1
+                        return (*out, None)
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              batch_size, compute_entropy, compute_aux_loss,
+                                                              **fields)
 
         def _generate_and_score_completions(self, inputs):
             if "image" in inputs[0] and all(x.get("image") is None for x in inputs):

@@ -77,6 +77,12 @@ def load_plain(cfg, use_gpu: bool):
     return model, models.load_tokenizer(cfg.policy_model)
 
 
+def use_bf16(cfg, device: str) -> bool:
+    """Whether training runs under bf16 autocast: ``cfg.bf16`` when set, else on a GPU and on a CPU that multiplies
+    bf16 in hardware (AMX, AVX512-BF16); emulated bf16 is slower than fp32."""
+    return cfg.bf16 if cfg.bf16 is not None else device == "cuda" or models.cpu_has_native_bf16()
+
+
 def load(cfg):
     """(model with its adapter, processing class, device) for ``cfg``."""
     import torch

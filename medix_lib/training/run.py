@@ -32,7 +32,7 @@ def grpo_args(cfg, output: Path, device: str, progress: bool = True):
 
     use_gpu = device == "cuda"
     return GRPOConfig(
-        output_dir=str(output / "checkpoints"), use_cpu=not use_gpu, bf16=use_gpu,
+        output_dir=str(output / "checkpoints"), use_cpu=not use_gpu, bf16=loading.use_bf16(cfg, device),
         gradient_checkpointing=use_gpu,  # TRL turns it on by default; on CPU it only trades speed for memory we have
         seed=cfg.seed, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
         weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
@@ -112,7 +112,7 @@ def train(cfg, progress: bool = True) -> dict:
     trainer = grpo.trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processing_class,
         group_filter=tuple(cfg.group_filter) if cfg.group_filter else None, rewards_path=rewards_path,
-        rollouts_path=rollouts_path, rollouts_every=cfg.rollouts_every)
+        rollouts_path=rollouts_path, rollouts_every=cfg.rollouts_every, shared_prefix=cfg.shared_prefix)
     if not progress_lib.enabled(progress):  # no bar, and no dict printed per step in its place: the notebook tabulates
         from transformers import PrinterCallback
 
