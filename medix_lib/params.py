@@ -192,6 +192,7 @@ class TrainParams(RewardSettings, StageParams):
     epsilon: float = 0.2  # lower clip range
     epsilon_high: float = 0.28  # upper clip range (DAPO's clip-higher; equal to epsilon for symmetric clipping)
     group_filter: list[float] | None = None  # DAPO's dynamic filter: keep groups of mean reward strictly in (low, high)
+    group_refill: int = 0  # DAPO's dynamic sampling: extra prompt batches a step may draw to replace dropped groups
     logging_steps: int = 1  # log rewards every N steps
     rollouts_every: int = 1  # write one group's completions as text to rollouts.jsonl every N steps (0: never)
     checkpoint_every: int = 0  # save a resumable checkpoint every N optimizer steps (0: none)
@@ -235,6 +236,9 @@ class TrainParams(RewardSettings, StageParams):
         if not 0 <= self.warmup_target_format <= 1 or self.warmup_check_every < 1 or self.max_answer_words < 0:
             raise ParamsError("parameters 'warmup_target_format' in [0, 1], 'warmup_check_every' >= 1, "
                               "'max_answer_words' >= 0")
+        if self.group_refill < 0 or (self.group_refill and self.group_filter is None):
+            raise ParamsError(f"parameter 'group_refill' = {self.group_refill} must be >= 0, and above 0 only with "
+                              f"'group_filter' (it replaces the groups the filter drops)")
         if self.keep_checkpoints < 0:
             raise ParamsError(f"parameter 'keep_checkpoints' must be >= 0 (0: keep all), got {self.keep_checkpoints}")
         if self.rollouts_every < 0:

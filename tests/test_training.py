@@ -114,7 +114,7 @@ def _constant_for_planted(completions, question, **_):
     return [1.0 if "constant" in q else r for q, r in zip(question, _text_reward(completions))]
 
 
-def _tiny_trainer(tmp_path, reward, group_filter=None, learning_rate=5e-2, **overrides):
+def _tiny_trainer(tmp_path, reward, group_filter=None, learning_rate=5e-2, group_refill=0, **overrides):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     from trl import GRPOConfig
 
@@ -138,7 +138,7 @@ def _tiny_trainer(tmp_path, reward, group_filter=None, learning_rate=5e-2, **ove
                       gradient_checkpointing=False, **overrides)
     return grpo.trainer_class()(model=model, reward_funcs=[reward], args=args, train_dataset=ds,
                                 processing_class=tokenizer, group_filter=group_filter,
-                                rewards_path=tmp_path / "rewards.jsonl")
+                                rewards_path=tmp_path / "rewards.jsonl", group_refill=group_refill)
 
 
 @pytest.mark.slow
@@ -188,6 +188,40 @@ def test_group_filter_drops_planted_zero_spread_groups(tmp_path):
                           for h in logged)
     written = [json.loads(line) for line in (tmp_path / "rewards.jsonl").read_text().splitlines()]
     assert len(written) == 2 * 4 and {r["step"] for r in written} == {0, 1}
+
+
+@pytest.mark.slow
+def test_dapo_refill_replaces_dropped_groups_with_informative_ones(tmp_path):
+    """Each batch holds a constant prompt's group (dropped) and another; refill draws more prompts until the batch
+    holds only informative groups, and the extra rollouts are logged as drawn."""
+    trainer = _tiny_trainer(tmp_path, _constant_for_planted, group_filter=(0.01, 0.99), loss_type="dapo", beta=0.0,
+                            group_refill=3)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "group_filter/dropped" in h]
+    assert len(logged) == 2 and all(h["group_filter/dropped"] == 1.0 for h in logged)
+    assert all(h["group_filter/kept_fraction"] == 1.0 and 1 <= h["group_filter/refill_batches"] <= 3 for h in logged)
+    written = [json.loads(line) for line in (tmp_path / "rewards.jsonl").read_text().splitlines()]
+    assert len(written) == 4 * sum(1 + h["group_filter/refill_batches"] for h in logged)
+
+
+def test_refill_merge_repads_and_keeps_whole_groups():
+    import torch
+
+    from medix_lib.training import refill
+
+    batch = {"prompt_ids": torch.tensor([[0, 5], [0, 5], [6, 7], [6, 7]]), "prompt_mask": torch.tensor([[0, 1]] * 4),
+             "completion_ids": torch.tensor([[1, 2], [3, 0], [4, 0], [5, 6]]),
+             "completion_mask": torch.tensor([[1, 1], [1, 0], [1, 0], [1, 1]]),
+             "advantages": torch.tensor([1., -1., 0., 0.]), "num_items_in_batch": torch.tensor(6)}
+    extra = {"prompt_ids": torch.tensor([[9, 9, 9]] * 4), "prompt_mask": torch.tensor([[1, 1, 1]] * 4),
+             "completion_ids": torch.tensor([[7, 8, 9]] * 4), "completion_mask": torch.tensor([[1, 1, 1]] * 4),
+             "advantages": torch.tensor([.5, -.5, 2., -2.]), "num_items_in_batch": torch.tensor(12)}
+    merged, keep = refill.merge(batch, torch.tensor([True, True, False, False]), extra,
+                                torch.tensor([False, False, True, True]), pad_token_id=0)
+    assert keep.tolist() == [True] * 4 and merged["advantages"].tolist() == [1., -1., 2., -2.]
+    assert merged["prompt_ids"].tolist() == [[0, 0, 5], [0, 0, 5], [9, 9, 9], [9, 9, 9]]  # left-padded
+    assert merged["completion_ids"].tolist() == [[1, 2, 0], [3, 0, 0], [7, 8, 9], [7, 8, 9]]  # right-padded
+    assert int(merged["num_items_in_batch"]) == 3 + 6
 
 
 def _train(root, *extra):

@@ -8,7 +8,7 @@ import contextlib
 import time
 
 from medix_lib.training import loading  # noqa: F401  (imports unsloth first where it applies)
-from medix_lib.training import prefix
+from medix_lib.training import prefix, refill
 
 
 def trainer_class():
@@ -20,9 +20,10 @@ def trainer_class():
 
         - ``group_filter=(low, high)``: after the rewards of a generation batch are in, a group whose mean composite
           reward is not strictly between ``low`` and ``high`` is dropped from the loss (its completions' mask and
-          advantages are zeroed). DAPO (and the paper's recipe, bounds 0.01 and 0.99) instead *resamples* prompts
-          until the batch is full of informative groups; this keeps TRL's fixed batch and simply trains on fewer
-          groups, which costs no extra generation. ``group_filter/dropped`` is logged per step.
+          advantages are zeroed). With ``group_refill=N`` (DAPO's dynamic sampling, the paper's recipe) up to N
+          further batches of prompts of the same kind are generated and their informative groups take the dropped
+          ones' places (:mod:`medix_lib.training.refill`; one process). ``group_filter/dropped`` (in the first
+          batch), ``group_filter/refill_batches`` and ``group_filter/kept_fraction`` (at the end) are logged.
         - a text-only generation batch of a vision-language policy is passed on without its ``image`` key (TRL would
           hand ``image=None`` to the processor); mixed batches never occur because the dataset is ordered into
           batches of one kind (:func:`medix_lib.training.rows.homogeneous_order`) and shuffling is left off.
@@ -37,8 +38,12 @@ def trainer_class():
         """
 
         def __init__(self, *args, group_filter: tuple[float, float] | None = None, rewards_path=None,
-                     rollouts_path=None, rollouts_every: int = 0, shared_prefix: bool = False, **kwargs):
+                     rollouts_path=None, rollouts_every: int = 0, shared_prefix: bool = False,
+                     group_refill: int = 0, **kwargs):
             super().__init__(*args, **kwargs)
+            self.group_refill = group_refill
+            self._refill_source = refill.RefillSource(self.train_dataset, self.num_generations, self.args.seed + 1) \
+                if group_refill and group_filter else None
             self.shared_prefix = shared_prefix
             self.prefix_shared = {"generation": 0, "logps": 0}  # calls that ran each prompt once (bench, tests)
             self.group_filter = group_filter
@@ -90,6 +95,12 @@ def trainer_class():
                                                               **fields)
 
         def _generate_and_score_completions(self, inputs):
+            output = self._rollouts(inputs)
+            if self.model.training and self.group_filter:
+                output = self._filter_groups(output, inputs)
+            return output
+
+        def _rollouts(self, inputs):
             if "image" in inputs[0] and all(x.get("image") is None for x in inputs):
                 inputs = [{k: v for k, v in x.items() if k != "image"} for x in inputs]
             start = time.perf_counter()
@@ -98,8 +109,6 @@ def trainer_class():
             self._seconds["generation"] += time.perf_counter() - start - (self._seconds["reward"] - reward_before)
             if self.model.training:
                 self._record_rewards(inputs)
-                if self.group_filter:
-                    self._filter_groups(output)
             return output
 
         def _record_rewards(self, inputs) -> None:
@@ -133,22 +142,36 @@ def trainer_class():
                                          "reference": row.get("answer"), "reference_modality": row.get("modality"),
                                          "completion": text}, ensure_ascii=False) + "\n")
 
-        def _filter_groups(self, output) -> None:
-            import torch
-
-            low, high = self.group_filter
+        def _group_keep(self):
             weights = self.reward_weights.to(self._last_rewards.device)
             composite = (self._last_rewards * weights.unsqueeze(0)).nansum(dim=1)
-            means = composite.view(-1, self.num_generations).mean(dim=1)
-            keep = ((means > low) & (means < high)).repeat_interleave(self.num_generations)
+            return refill.group_keep(composite, self.num_generations, *self.group_filter)
+
+        def _filter_groups(self, output, inputs):
+            import torch
+
+            keep = self._group_keep()
+            dropped = float((~keep).sum().item()) / self.num_generations
+            drawn = 0
+            if self._refill_source is not None and self.accelerator.num_processes == 1 and refill.mergeable(output):
+                with_image = inputs[0].get("image") is not None
+                while not bool(keep.all()) and drawn < self.group_refill:
+                    more = self._refill_source.draw(len(inputs) // self.num_generations, with_image)
+                    if not more:
+                        break
+                    extra = self._rollouts(more)
+                    output, keep = refill.merge(output, keep, extra, self._group_keep(), self._tokenizer.pad_token_id)
+                    drawn += 1
             n_local = output["completion_mask"].size(0)
             local = keep[self.accelerator.process_index * n_local:(self.accelerator.process_index + 1) * n_local]
             local = local.to(output["completion_mask"].device)
             mask = output["completion_mask"]
             output["completion_mask"] = mask * local.unsqueeze(1).to(mask.dtype)
             output["advantages"] = torch.where(local, output["advantages"], torch.zeros_like(output["advantages"]))
-            self._metrics["train"]["group_filter/dropped"].append(float((~keep).sum().item()) / self.num_generations)
+            self._metrics["train"]["group_filter/dropped"].append(dropped)
+            self._metrics["train"]["group_filter/refill_batches"].append(float(drawn))
             self._metrics["train"]["group_filter/kept_fraction"].append(float(keep.float().mean().item()))
+            return output
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             start = time.perf_counter()

@@ -112,7 +112,8 @@ def train(cfg, progress: bool = True) -> dict:
     trainer = grpo.trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processing_class,
         group_filter=tuple(cfg.group_filter) if cfg.group_filter else None, rewards_path=rewards_path,
-        rollouts_path=rollouts_path, rollouts_every=cfg.rollouts_every, shared_prefix=cfg.shared_prefix)
+        rollouts_path=rollouts_path, rollouts_every=cfg.rollouts_every, shared_prefix=cfg.shared_prefix,
+        group_refill=cfg.group_refill)
     if not progress_lib.enabled(progress):  # no bar, and no dict printed per step in its place: the notebook tabulates
         from transformers import PrinterCallback
 
