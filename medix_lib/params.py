@@ -196,10 +196,12 @@ class TrainParams(RewardSettings, StageParams):
     logging_steps: int = 1  # log rewards every N steps
     rollouts_every: int = 1  # write one group's completions as text to rollouts.jsonl every N steps (0: never)
     checkpoint_every: int = 0  # save a resumable checkpoint every N optimizer steps (0: none)
+    validation_every: int = 0  # every N GRPO steps score greedy answers to held-out rows, keep the best (0: never)
+    validation_rows: int = 16  # training rows held out of RL and warm-up for that validation
     keep_checkpoints: int = 2  # checkpoints kept on disk, the newest (save_total_limit; 0: all)
     resume: bool = False  # continue from the last checkpoint in output_dir (set by run --resume)
-    shared_prefix: bool = True  # run each group's prompt once in rollouts and update (same numbers; false: TRL's way)
-    bf16: bool | None = None  # bf16 autocast over fp32 weights; None: on GPUs and CPUs that multiply bf16 natively
+    shared_prefix: bool = True  # CPU: run each group's prompt once in rollouts and update (same numbers; false: TRL's)
+    bf16: bool | None = None  # bf16 autocast over fp32 weights (None: on a GPU only; see training.loading.use_bf16)
     use_vllm: bool = False  # GPU: generate rollouts with vLLM (TRL's use_vllm)
     vllm_mode: Literal["colocate", "server"] = "colocate"  # vLLM in the trainer's process, or a trl vllm-serve server
     warmup_max_steps: int = 80  # format warm-up (cold-start SFT) steps at most; 0 skips it
@@ -239,6 +241,9 @@ class TrainParams(RewardSettings, StageParams):
         if self.group_refill < 0 or (self.group_refill and self.group_filter is None):
             raise ParamsError(f"parameter 'group_refill' = {self.group_refill} must be >= 0, and above 0 only with "
                               f"'group_filter' (it replaces the groups the filter drops)")
+        if self.validation_every < 0 or self.validation_rows < 1:
+            raise ParamsError(f"parameters 'validation_every' (>= 0, got {self.validation_every}) and "
+                              f"'validation_rows' (>= 1, got {self.validation_rows})")
         if self.keep_checkpoints < 0:
             raise ParamsError(f"parameter 'keep_checkpoints' must be >= 0 (0: keep all), got {self.keep_checkpoints}")
         if self.rollouts_every < 0:

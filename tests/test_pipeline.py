@@ -13,7 +13,8 @@ TINY = [
     "03.warmup_max_steps=2",
     "01.n_text=40", "01.n_image=8",
     "02.n_prompts=3", "02.completions_per_prompt=2", "02.max_new_tokens=16",
-    "03.max_steps=2", "03.max_train_rows=8", "03.max_completion_length=12",
+    "03.max_steps=2", "03.max_train_rows=8", "03.max_completion_length=12", "03.validation_every=1",
+    "03.validation_rows=2",
     "04.max_eval_rows=4", "04.max_new_tokens=16", "04.n_bootstrap=200",
     # The verifier comparison scores ~1,000 pairs with three methods: tests/test_verifier.py covers it.
     "02.verifier_test_pairs=0", "02.n_gold_pairs=16",

@@ -81,13 +81,21 @@ def test_nothing_to_share_falls_back_to_the_models_own_way():
 @pytest.mark.slow
 def test_the_offline_vlm_trains_the_same_policy_either_way():
     """Two GRPO steps of medix-vlm-135m (an image batch and a text batch), TRL's way and with shared prompts, same
-    seed: the same completions are paid the same, and the adapters end within Adam's rounding of each other."""
+    seed: the same completions are paid the same, and the adapters, which training moved, end within float rounding
+    of each other. The reward is any function of the text (a short budget leaves the composite at 0 for all, and
+    nothing would train); what is compared is the trainer's two paths."""
+    from medix_lib.contract import completion_text
     from medix_lib.training import bench
 
-    result = bench.grpo_step(steps=2, overrides={"per_device_train_batch_size": 8, "max_completion_length": 12})
+    def spread(completions, **_):
+        return [sum(map(ord, completion_text(c))) % 97 / 96 for c in completions]
+
+    result = bench.grpo_step(steps=2, warmup_steps=2, reward_funcs=[spread],
+                             overrides={"per_device_train_batch_size": 8, "max_completion_length": 12})
+    assert result["trl"]["adapter_moved"] > 1e-4 and result["medix"]["adapter_moved"] > 1e-4
     assert result["trl"]["prefix_shared"] == {"generation": 0, "logps": 0}
-    shared = result["medix_fp32"]["prefix_shared"]
+    shared = result["medix"]["prefix_shared"]
     assert shared["generation"] == 2 and shared["logps"] >= 2
-    assert {s["kind"] for s in result["medix_fp32"]["per_step"]} == {"image", "text"}
+    assert {s["kind"] for s in result["medix"]["per_step"]} == {"image", "text"}
     assert result["identical_rewards"] == result["completions"] == 16
-    assert result["max_adapter_difference"] < 1e-4, result["max_adapter_difference"]
+    assert result["relative_adapter_difference"] < 0.05, result

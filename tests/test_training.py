@@ -179,6 +179,28 @@ def test_the_vision_language_policy_trains_on_mixed_and_on_all_text_rows(tmp_pat
 
 
 @pytest.mark.slow
+def test_validation_keeps_the_best_adapter_and_leaves_training_unchanged(tmp_path):
+    """Validation at steps 0, 2 and 3 of a 3-step run on held-out rows; the best step's adapter kept; the trained
+    adapter the same to the bit as that of a run without validation (same rows, seed and steps)."""
+    from safetensors.torch import load_file
+
+    dataset_dir(tmp_path, with_images=True)
+    base = {**TINY, "max_steps": 3, "warmup_max_steps": 0}
+    runs = {name: training.train(params.load("03", "smoke", tmp_path / "03_train_grpo" / name, {**base, **extra}),
+                                 progress=False)
+            for name, extra in (("plain", {}), ("validated", {"validation_every": 2, "validation_rows": 4}))}
+    curve = runs["validated"]["validation"]
+    assert [v["step"] for v in curve] == [0, 2, 3] and all(v["n"] == 4 and 0 <= v["composite"] <= 1 for v in curve)
+    assert runs["plain"]["validation"] == [] and runs["validated"]["validation_rows"] == 4
+    best_dir = tmp_path / "03_train_grpo" / "validated" / "best_model"
+    best = max(curve, key=lambda v: v["composite"])
+    assert json.loads((best_dir / "validation.json").read_text())["step"] == best["step"]
+    assert (best_dir / "adapter_model.safetensors").is_file()
+    weights = {name: load_file(str(Path(run["model_dir"]) / "adapter_model.safetensors")) for name, run in runs.items()}
+    assert all(bool((weights["plain"][k] == weights["validated"][k]).all()) for k in weights["plain"])
+
+
+@pytest.mark.slow
 def test_group_filter_drops_planted_zero_spread_groups(tmp_path):
     trainer = _tiny_trainer(tmp_path, _constant_for_planted, group_filter=(0.01, 0.99), loss_type="dapo", beta=0.0)
     trainer.train()

@@ -474,8 +474,8 @@ def bench_summary(result: dict):
 
 def _grpo_step_panel(ax, step: dict) -> None:
     """Seconds per GRPO step, stacked by part, TRL's way beside this project's."""
-    ways = {"TRL\n(fp32)": step["trl"], "shared prefix\n(fp32)": step["medix_fp32"],
-            f"shared prefix\n({'bf16' if step['medix']['bf16'] else 'fp32'})": step["medix"]}
+    ways = {"TRL\n(fp32)": step["trl"], "shared prefix\n(default)": step["medix"],
+            "shared prefix\n+ bf16 update": step["medix_bf16"]}
     bottom = [0.0] * len(ways)
     for i, part in enumerate(("generation", "update", "reward")):
         values = [w[f"{part}_s"] / w["steps_timed"] for w in ways.values()]
@@ -519,3 +519,4 @@ from medix_lib.plotting.pictures import (answer_lengths, data_counts, gallery_im
                                          picture_sheet)
 from medix_lib.plotting.reports import (FAMILY_LABELS, accuracy_by_family, paired_differences,  # noqa: E402
                                         picture_reliance, reward_differences, task_accuracy)
+from medix_lib.plotting.training import validation_curve  # noqa: E402

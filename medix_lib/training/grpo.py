@@ -4,7 +4,6 @@ generation, reward and update."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from medix_lib.training import loading  # noqa: F401  (imports unsloth first where it applies)
@@ -65,13 +64,10 @@ def trainer_class():
             args = (prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
             if self.use_vllm or self.use_transformers_continuous_batching:
                 return super()._generate_single_turn(*args)
-            # TRL samples outside autocast and the update runs inside it (args.bf16); on a CPU, whose weights stay
-            # fp32, sample as the update scores (a GPU policy is loaded in bf16 already)
-            with self.accelerator.autocast() if self.args.use_cpu else contextlib.nullcontext():
-                if not self.shared_prefix:
-                    return super()._generate_single_turn(*args)
-                with prefix.SharedPrefixGeneration(self.accelerator.unwrap_model(self.model_wrapped)) as sharing:
-                    out = super()._generate_single_turn(*args)
+            if not self.shared_prefix:
+                return super()._generate_single_turn(*args)
+            with prefix.SharedPrefixGeneration(self.accelerator.unwrap_model(self.model_wrapped)) as sharing:
+                out = super()._generate_single_turn(*args)
             self.prefix_shared["generation"] += sharing.shared
             return out
 

@@ -78,9 +78,10 @@ def load_plain(cfg, use_gpu: bool):
 
 
 def use_bf16(cfg, device: str) -> bool:
-    """Whether training runs under bf16 autocast: ``cfg.bf16`` when set, else on a GPU and on a CPU that multiplies
-    bf16 in hardware (AMX, AVX512-BF16); emulated bf16 is slower than fp32."""
-    return cfg.bf16 if cfg.bf16 is not None else device == "cuda" or models.cpu_has_native_bf16()
+    """Whether training runs under bf16 autocast: ``cfg.bf16`` when set, else on a GPU only. On a CPU that multiplies
+    bf16 in hardware (AMX) it shortened a cpu_long step's update by a fifth (``bench``, ``grpo_step.speedup_bf16``),
+    not enough to give up training the numbers TRL's fp32 path trains; emulated bf16 is slower than fp32."""
+    return cfg.bf16 if cfg.bf16 is not None else device == "cuda"
 
 
 def load(cfg):

@@ -90,6 +90,10 @@ def train(cfg, progress: bool = True) -> dict:
     model, processing_class, device = loading.load(cfg)
     is_vision = policy.is_vision(cfg.policy_model)
     rl_rows, warm_rows, check_rows = rows_lib.training_rows(cfg, is_vision)
+    if cfg.validation_every:
+        from medix_lib.training import validation
+
+        warm_rows, validation_rows = validation.held_out(warm_rows, cfg.validation_rows)
 
     warm = {"losses": [], "format_curve": [], "steps": 0, "reached": None, "seconds": 0.0}
     if checkpoint is None:
@@ -107,17 +111,24 @@ def train(cfg, progress: bool = True) -> dict:
     dataset = rows_lib.grpo_dataset(rl_rows, cfg, cfg.contract(), n_batches, prompts_per_batch)
     reward_funcs, _ = rewards.build(cfg)
     rewards_path, rollouts_path = output / "completion_rewards.jsonl", output / "rollouts.jsonl"
-    for path in (rewards_path, rollouts_path):  # a resumed run redoes the steps after its checkpoint: logged again
+    validation_path = output / "validation.jsonl"
+    for path in (rewards_path, rollouts_path, validation_path):  # a resumed run redoes the steps after its checkpoint
         keep_steps_before(path, int(Path(checkpoint).name.split("-")[1]) if checkpoint else 0)
     trainer = grpo.trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processing_class,
         group_filter=tuple(cfg.group_filter) if cfg.group_filter else None, rewards_path=rewards_path,
-        rollouts_path=rollouts_path, rollouts_every=cfg.rollouts_every, shared_prefix=cfg.shared_prefix,
+        rollouts_path=rollouts_path, rollouts_every=cfg.rollouts_every,
+        # measured and tested on the CPU path; on a GPU rollouts come from vLLM or Unsloth's patched generate
+        shared_prefix=cfg.shared_prefix and device == "cpu",
         group_refill=cfg.group_refill)
     if not progress_lib.enabled(progress):  # no bar, and no dict printed per step in its place: the notebook tabulates
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
+    if cfg.validation_every:
+        trainer.add_callback(validation.ValidationCallback(
+            validation_rows, processing_class, is_vision, cfg, reward_funcs, rewards.build(cfg)[1], validation_path,
+            output / "best_model"))
     start_checkpoints(output / "checkpoints", expected, keep=checkpoint is not None)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -132,7 +143,9 @@ def train(cfg, progress: bool = True) -> dict:
               "unsloth": bool(cfg.use_unsloth and loading.unsloth_available()), "warmup": warm,
               "resumed_from": Path(checkpoint).name if checkpoint else None, "torch_threads": torch.get_num_threads(),
               "completion_rewards": [json.loads(line) for line in rewards_path.read_text().splitlines()],
-              "rollouts": [json.loads(line) for line in rollouts_path.read_text().splitlines()]}
+              "rollouts": [json.loads(line) for line in rollouts_path.read_text().splitlines()],
+              "validation": [json.loads(line) for line in validation_path.read_text().splitlines()],
+              "validation_rows": len(validation_rows) if cfg.validation_every else 0}
     write_card(cfg, output / "sft_model", result, stage="format warm-up")
     write_card(cfg, model_dir, result, stage="GRPO")
     return result
