@@ -112,7 +112,8 @@ def train(cfg, progress: bool = True) -> dict:
     reward_funcs, _ = rewards.build(cfg)
     rewards_path, rollouts_path = output / "completion_rewards.jsonl", output / "rollouts.jsonl"
     validation_path = output / "validation.jsonl"
-    for path in (rewards_path, rollouts_path, validation_path):  # a resumed run redoes the steps after its checkpoint
+    logs = (rewards_path, rollouts_path) + ((validation_path,) if cfg.validation_every else ())
+    for path in logs:  # a resumed run redoes the steps after its checkpoint: logged again
         keep_steps_before(path, int(Path(checkpoint).name.split("-")[1]) if checkpoint else 0)
     trainer = grpo.trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processing_class,
@@ -144,7 +145,8 @@ def train(cfg, progress: bool = True) -> dict:
               "resumed_from": Path(checkpoint).name if checkpoint else None, "torch_threads": torch.get_num_threads(),
               "completion_rewards": [json.loads(line) for line in rewards_path.read_text().splitlines()],
               "rollouts": [json.loads(line) for line in rollouts_path.read_text().splitlines()],
-              "validation": [json.loads(line) for line in validation_path.read_text().splitlines()],
+              "validation": [json.loads(line) for line in validation_path.read_text().splitlines()]
+              if cfg.validation_every else [],
               "validation_rows": len(validation_rows) if cfg.validation_every else 0}
     write_card(cfg, output / "sft_model", result, stage="format warm-up")
     write_card(cfg, model_dir, result, stage="GRPO")
