@@ -100,7 +100,9 @@ def test_02_judge_gold_pairs_and_probes(tmp_path, capsys, stage_arg):
         probes = {k: v for k, v in m["probe_max_composite"].items() if not k.startswith("control_")}
         assert float(row["max_probe_composite"]) == max(probes.values())
         assert probes[row["max_probe"]] == max(probes.values())
-    assert rows["smoke"]["flags"].startswith("different code: ")
+    commits = {p: json.loads((config.OUTPUTS_DIR / stage / p / "run.json").read_text())["git_commit"]
+               for p in ("smoke", "cpu_long")}
+    assert rows["smoke"]["flags"].startswith("different code: ") == (commits["smoke"] != commits["cpu_long"])
     assert "different profile: smoke vs cpu_long" in rows["smoke"]["flags"]
     assert f"warning: {stage}/no_judge is not comparable with cpu_long: different profile: smoke vs cpu_long" in err
     assert "comparison.png" in _written(tmp_path, stage)

@@ -62,9 +62,7 @@ def trainer_class():
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
                                   has_tool_images=False):
             args = (prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
-            if self.use_vllm or self.use_transformers_continuous_batching:
-                return super()._generate_single_turn(*args)
-            if not self.shared_prefix:
+            if not self.shared_prefix or self.use_vllm or self.use_transformers_continuous_batching:
                 return super()._generate_single_turn(*args)
             with prefix.SharedPrefixGeneration(self.accelerator.unwrap_model(self.model_wrapped)) as sharing:
                 out = super()._generate_single_turn(*args)

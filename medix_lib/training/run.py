@@ -109,7 +109,7 @@ def train(cfg, progress: bool = True) -> dict:
     prompts_per_batch = args.generation_batch_size // cfg.num_generations
     n_batches = -(-cfg.max_steps * cfg.gradient_accumulation_steps // args.steps_per_generation) + 1
     dataset = rows_lib.grpo_dataset(rl_rows, cfg, cfg.contract(), n_batches, prompts_per_batch)
-    reward_funcs, _ = rewards.build(cfg)
+    reward_funcs, weights = rewards.build(cfg)
     rewards_path, rollouts_path = output / "completion_rewards.jsonl", output / "rollouts.jsonl"
     validation_path = output / "validation.jsonl"
     logs = (rewards_path, rollouts_path) + ((validation_path,) if cfg.validation_every else ())
@@ -128,7 +128,7 @@ def train(cfg, progress: bool = True) -> dict:
         trainer.remove_callback(PrinterCallback)
     if cfg.validation_every:
         trainer.add_callback(validation.ValidationCallback(
-            validation_rows, processing_class, is_vision, cfg, reward_funcs, rewards.build(cfg)[1], validation_path,
+            validation_rows, processing_class, is_vision, cfg, reward_funcs, weights, validation_path,
             output / "best_model"))
     start_checkpoints(output / "checkpoints", expected, keep=checkpoint is not None)
     start = time.perf_counter()
