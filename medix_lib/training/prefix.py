@@ -7,7 +7,8 @@ its group, and the completions continue from that cache: the same tokens at the 
 so the same numbers up to float rounding, at a fraction of the prompt's cost.
 
 Both functions answer ``None`` (the caller takes TRL's own path) where the sharing does not apply: no prompt repeats,
-several pictures per prompt or pictures not one per row (Qwen-VL's patch rows), or a head with logit scaling.
+several pictures per prompt or pictures not one per row, positions that depend on the pictures (Qwen-VL's multimodal
+RoPE), or a head with logit scaling.
 """
 
 from __future__ import annotations
@@ -45,6 +46,26 @@ def _shareable(input_ids, pixel_values, extra) -> bool:
     return not extra and input_ids.size(1) >= 2 and (pixel_values is None or pixel_values.size(0) == input_ids.size(0))
 
 
+def plain_positions(model) -> bool:
+    """Whether ``model`` places tokens by their index alone. Qwen-VL's multimodal RoPE derives positions from the
+    whole sequence's pictures (``get_rope_index``, ``rope_deltas``), which a prompt run apart from its completions
+    would get wrong: such models take TRL's own path.
+
+    >>> plain_positions(_tiny())
+    True
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return not any(hasattr(module, "get_rope_index") or hasattr(module, "rope_deltas")
+                   for module in (inner, inner.base_model))
+
+
+def _tiny():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1))
+
+
 def positions(attention_mask):
     """Position ids of a left-padded batch, as ``generate`` makes them (padding at 0)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -66,7 +87,8 @@ def generate(model, original_generate, input_ids=None, attention_mask=None, pixe
     import torch
 
     inputs = {k: v for k, v in extra.items() if isinstance(v, torch.Tensor)}
-    if input_ids is None or attention_mask is None or not _shareable(input_ids, pixel_values, inputs):
+    if (input_ids is None or attention_mask is None or not _shareable(input_ids, pixel_values, inputs)
+            or not plain_positions(model)):
         return None
     first, inverse = distinct_rows(input_ids, attention_mask, pixel_values)
     if len(first) == input_ids.size(0):
@@ -111,6 +133,8 @@ def backbone_and_head(model):
     """The transformers model's backbone (text or vision-language) and its LM head, through a PEFT wrapper; ``None``
     where the head scales or caps its logits (the log-probabilities below would then differ from TRL's)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not plain_positions(inner):
+        return None
     text = inner.config.get_text_config()
     if any(getattr(text, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale",
                                                                 "output_multiplier", "lm_head_multiplier",
