@@ -95,7 +95,8 @@ def generate(model, original_generate, input_ids=None, attention_mask=None, pixe
         return None
     pos = positions(attention_mask)
     prefill = {"input_ids": input_ids[first, :-1], "attention_mask": attention_mask[first, :-1],
-               "position_ids": pos[first, :-1], "use_cache": True}
+               "position_ids": pos[first, :-1], "use_cache": True,
+               "logits_to_keep": 1}  # only the cache is used: no vocabulary-wide logits over the whole prompt
     if pixel_values is not None:
         prefill["pixel_values"] = pixel_values[first]
     with torch.no_grad():
