@@ -41,9 +41,11 @@ class SynthesisParams(StageParams):
     test_fraction: float = 0.2  # share of concepts (and of pictures) held out for test
     sources: list[str] = field(default_factory=lambda: list(SYNTH_SOURCES))  # subset of data.SYNTH_SOURCES
     n_example_images: int = 12  # images in the example grid
+    release_data: str = ""  # a copy of the MediX-R1 release (MBZUAI/medix-rl-data layout): its rows, not synthesised
+    release_rows: int = 0  # with release_data: rows per split at most (0: all)
 
     def check(self) -> None:
-        for key in ("n_text", "n_image", "n_example_images"):
+        for key in ("n_text", "n_image", "n_example_images", "release_rows"):
             if getattr(self, key) < 0:
                 raise ParamsError(f"parameter {key!r} must be >= 0, got {getattr(self, key)}")
         if self.n_text + self.n_image == 0:

@@ -78,7 +78,8 @@ def generate(policy: Policy, prompts: list[list[dict]], images: list | None = No
              max_new_tokens: int = 128, temperature: float = 0.0, batch_size: int = 8, seed: int = 0,
              progress: bool = True) -> list[list[str]]:
     """``n`` completions per conversational prompt (greedy when temperature is 0), in the prompts' order. ``images``:
-    one image or None per prompt (a vision-language policy); rows with and without an image may be mixed."""
+    per prompt an image, a list of images (as many as the prompt's image parts) or None (a vision-language policy);
+    rows with and without an image may be mixed."""
     import torch
     from medix_lib.progress import bar as progress_bar
 
@@ -89,18 +90,19 @@ def generate(policy: Policy, prompts: list[list[dict]], images: list | None = No
              for p in prompts]
     # Never emit special tokens such as image placeholders: tiny models otherwise do, and decoding drops them.
     suppress = [i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id]
-    images = list(images) if images is not None and policy.is_vision else [None] * len(texts)
+    images = ([[] if x is None else list(x) if isinstance(x, list | tuple) else [x] for x in images]
+              if images is not None and policy.is_vision else [[] for _ in texts])
     # Processors refuse a batch where some rows have an image and others None (TypeError in Qwen2-VL, LLaVA and
     # friends), so each batch holds rows of one kind: image rows first, then text rows, each in their own order.
-    image_rows = [i for i, img in enumerate(images) if img is not None]
-    text_rows = [i for i, img in enumerate(images) if img is None]
+    image_rows = [i for i, pics in enumerate(images) if pics]
+    text_rows = [i for i, pics in enumerate(images) if not pics]
     batches = [rows[s:s + batch_size] for rows in (image_rows, text_rows) for s in range(0, len(rows), batch_size)]
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     outputs: list[list[str]] = [[] for _ in texts]
     for rows in progress_bar(batches, desc="generate", progress=progress):
         chunk = [texts[i] for i in rows]
-        if images[rows[0]] is not None:
-            enc = policy.processing_class(text=chunk, images=[[images[i]] for i in rows], return_tensors="pt",
+        if images[rows[0]]:
+            enc = policy.processing_class(text=chunk, images=[images[i] for i in rows], return_tensors="pt",
                                           padding=True)
         else:
             enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)

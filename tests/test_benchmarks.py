@@ -6,11 +6,13 @@ import shutil
 import warnings
 from pathlib import Path
 
+import datasets
 import pytest
 import yaml
 from PIL import Image
 
 from medix_lib import benchmarks as bm
+from medix_lib import data
 from medix_lib.benchmarks import _common, _mcq
 from medix_lib.benchmarks.medix_r1 import load_medix_r1
 from medix_lib.benchmarks.medmcqa import load_medmcqa
@@ -382,6 +384,20 @@ def test_medix_r1_release_rows():
     assert [r["modality"] for r in rows] == ["X_RAY", "OTHER", "MRI_SCAN"] and rows[1]["image"] is None
     assert rows[0]["question"] == "Which lung is abnormal?" and rows[0]["source"] == "medix_r1/slake"
     assert rows[2]["task_type"] == "yes_no"
+
+
+def test_medix_r1_rows_keep_every_picture_in_order_and_become_notebook_01s_dataset(tmp_path):
+    rows, _, _ = run(load_medix_r1(FIX / "medix_r1", "train", image_size=8))
+    assert [len(data.pictures(r)) for r in rows] == [2, 1, 0, 3]
+    shades = [[p.getpixel((4, 4))[0] for p in data.pictures(r)] for r in rows]
+    assert shades[0][0] < shades[0][1] and shades[3] == sorted(shades[3])  # the release's order, not the first only
+    assert rows[0]["question"] == "Frontal and lateral views: which side is the effusion on?"
+    dataset, stats = bm.release_dataset(FIX / "medix_r1", image_size=8)
+    assert stats["train/rows"] == 4 and stats["train/rows_with_several_images"] == 2 and stats["test/rows"] == 3
+    dataset.save_to_disk(str(tmp_path / "dataset"))
+    saved = datasets.load_from_disk(str(tmp_path / "dataset"))["train"]
+    assert [len(p) for p in data.row_pictures(saved)] == [2, 1, 0, 3]
+    assert bm.release_dataset(FIX / "medix_r1", limit=1)[0]["train"].num_rows == 1
 
 
 def test_synthetic_tasks_split_by_image_and_need_notebook_01(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import datasets
 import matplotlib
 import pytest
+from PIL import Image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,14 +164,41 @@ def test_normalise_is_idempotent(text):
 def test_to_grpo_multimodal_prompt_and_reward_columns(small):
     contract = OutputContract()
     out = data.to_grpo(small["train"], contract)
-    for col in ("prompt", "answer", "modality", "question", "task_type", "id", "image"):
+    for col in ("prompt", "answer", "modality", "question", "task_type", "id", "images"):
         assert col in out.column_names
-    for row in out.select(range(len(out))):
+    pictured = data.has_image(small["train"])
+    for row, has in zip(out.select(range(len(out))), pictured):
         system, user = row["prompt"]
         assert system["role"] == "system" and system["content"][0]["text"] == contract.system_prompt()
         kinds = [p["type"] for p in user["content"]]
-        assert kinds == (["image", "text"] if row["image"] is not None else ["text"])
+        assert kinds == (["image", "text"] if has else ["text"]) and len(row["images"]) == has
         assert user["content"][-1]["text"] == row["question"]
+    # the pictures are the rows' own, moved as stored bytes
+    first = pictured.index(True)
+    assert out[first]["images"][0].tobytes() == small["train"][first]["image"].tobytes()
+
+
+def _row(rid: str, n_pictures: int) -> dict:
+    shades = [Image.new("RGB", (8, 8), (40 * k, 0, 0)) for k in range(n_pictures)]
+    return data.validate_row({"id": rid, "question": f"q {rid}?", "answer": "a", "modality": "X_RAY",
+                              "task_type": "open", "source": "s", "split": "train",
+                              "image": data.encode_image(shades[0]) if shades else None, "choices": None,
+                              "extra_images": [data.encode_image(x) for x in shades[1:]]})
+
+
+def test_a_row_with_several_pictures_keeps_every_one_in_order_through_to_grpo():
+    ds = datasets.Dataset.from_list([_row("t", 0), _row("one", 1), _row("three", 3)], features=data.FEATURES)
+    out = data.to_grpo(ds, OutputContract())
+    assert [len(x) for x in out["images"]] == [0, 1, 3]
+    assert [[p["type"] for p in r[1]["content"]].count("image") for r in out["prompt"]] == [0, 1, 3]
+    assert [img.getpixel((0, 0))[0] for img in out[2]["images"]] == [0, 40, 80]
+    assert [[img.getpixel((0, 0))[0] for img in pics] for pics in data.row_pictures(ds)] == [[], [0], [0, 40, 80]]
+
+
+def test_extra_images_without_a_first_image_is_refused_naming_the_row():
+    row = {**_row("x", 0), "extra_images": [data.encode_image(Image.new("RGB", (2, 2)))]}
+    with pytest.raises(data.DataError, match="row 'x'.*'extra_images'"):
+        data.validate_row(row)
 
 
 def test_to_grpo_text_only_uses_plain_strings_and_can_show_choices():
@@ -179,7 +207,7 @@ def test_to_grpo_text_only_uses_plain_strings_and_can_show_choices():
     system, user = out[0]["prompt"]
     assert "<think>" in system["content"]
     assert user["content"].endswith("C. Left anterior descending artery D. Left main artery")
-    assert "image" not in out.column_names
+    assert "images" not in out.column_names
 
 
 # --- ontology readers -------------------------------------------------------------------------------------------------

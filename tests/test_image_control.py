@@ -112,9 +112,31 @@ def test_a_local_policy_gets_the_same_prompts_with_the_replaced_pictures(tmp_pat
     assert summary["vqa_rad"]["generated"] == summary["vqa_rad@blank"]["generated"] == len(rows)
     (prompts, pictures), (control_prompts, control_pictures) = seen
     assert control_prompts == prompts
-    assert [p.size for p in control_pictures] == [p.size for p in pictures]
-    assert all(p.getextrema() == ((128, 128),) * 3 for p in control_pictures)
+    assert [[p.size for p in pics] for pics in control_pictures] == [[p.size for p in pics] for pics in pictures]
+    assert all(p.getextrema() == ((128, 128),) * 3 for pics in control_pictures for p in pics)
     assert all(r["image"].getextrema() != ((128, 128),) * 3 for r in rows), "the rows keep their own pictures"
+
+
+def test_a_question_about_several_pictures_is_asked_with_all_of_them_and_controlled_whole():
+    """A release row of two views: two image parts in the prompt, both pictures in the served request in order, and
+    the blank control greys both."""
+    from medix_lib.contract import OutputContract
+    from medix_lib.evaluation.protocol import prompt_messages
+
+    views = [Image.new("RGB", (6, 6), "red"), Image.new("RGB", (6, 6), "blue")]
+    row = {"id": "r", "question": "Which side?", "answer": "Left", "choices": None, "image": views[0],
+           "extra_images": [views[1]]}
+    messages = prompt_messages(row, OutputContract(), False, True, with_image=True)
+    assert [p["type"] for p in messages[-1]["content"]] == ["image", "image", "text"]
+    urls = [p["image_url"]["url"] for p in served.with_images(messages, data.pictures(row))[-1]["content"]
+            if p["type"] == "image_url"]
+    decoded = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).convert("RGB").getpixel((0, 0))
+               for u in urls]
+    assert decoded == [(255, 0, 0), (0, 0, 255)]
+    with pytest.raises(ValueError, match="more image parts than the pictures"):
+        served.with_images(messages, views[:1])
+    (blank,) = image_control.controlled_rows([row], "blank", seed=0)
+    assert [p.getextrema() for p in data.pictures(blank)] == [((128, 128),) * 3] * 2
 
 
 def test_shuffled_pictures_come_from_another_source_and_are_fixed_by_the_seed(tmp_path):

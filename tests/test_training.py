@@ -40,7 +40,7 @@ def dataset_dir(root: Path, n: int = 32, with_images: bool = False) -> Path:
     rng = np.random.default_rng(0)
     train = [{"id": f"r{i}", "question": ROWS[i % len(ROWS)][0] + f" (case {i})", "answer": ROWS[i % len(ROWS)][1],
               "modality": "OTHER", "task_type": "open", "source": "test", "split": "train", "image": None,
-              "choices": None} for i in range(n)]
+              "choices": None, "extra_images": []} for i in range(n)]
     if with_images:
         for row in train[::2]:
             row.update(question=f"Which plane is shown? (case {row['id']})", answer="axial", modality="CT_SCAN",
@@ -198,6 +198,57 @@ def test_validation_keeps_the_best_adapter_and_leaves_training_unchanged(tmp_pat
     assert (best_dir / "adapter_model.safetensors").is_file()
     weights = {name: load_file(str(Path(run["model_dir"]) / "adapter_model.safetensors")) for name, run in runs.items()}
     assert all(bool((weights["plain"][k] == weights["validated"][k]).all()) for k in weights["plain"])
+
+
+@pytest.mark.slow
+def test_release_rows_with_several_pictures_go_from_notebook_01_to_grpo_steps(tmp_path, monkeypatch):
+    """Notebook 01 reads a copy of the MediX-R1 release (rows of one, two and three pictures) through its
+    ``release_data`` parameter; notebook 03's training then takes GRPO steps of the offline VLM on those rows, each
+    question asked with every one of its pictures (the model itself refuses pictures that miss their placeholders)."""
+    from transformers import LlavaProcessor
+
+    fixture = config.REPO_ROOT / "tests" / "fixtures" / "benchmarks" / "medix_r1"
+    done = subprocess.run([sys.executable, "-m", "medix_lib", "run", "--quiet", "--output-root", str(tmp_path),
+                           "--profile", "smoke", "--only", "01", "--set", f"01.release_data={fixture}",
+                           "--set", "01.image_size=64"], capture_output=True, text=True, cwd=config.REPO_ROOT,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "01_synthesize_data" / "smoke" / "metrics.json").read_text())
+    assert metrics["rows"] == 7 and metrics["synthesis"]["train/rows_with_several_images"] == 2
+    pictures_per_prompt = []
+    called = LlavaProcessor.__call__
+
+    def spy(self, *args, images=None, **kwargs):
+        pictures_per_prompt.extend(len(p) for p in images or [])
+        return called(self, *args, images=images, **kwargs)
+
+    monkeypatch.setattr(LlavaProcessor, "__call__", spy)
+    cfg = params.load("03", "smoke", tmp_path / "03_train_grpo" / "smoke",
+                      {**TINY, "max_steps": 2, "warmup_max_steps": 0, "warmup_check_prompts": 0,
+                       "max_train_rows": 4})
+    result = training.train(cfg, progress=False)
+    assert result["steps"] == 2 and {r["kind"] for r in result["completion_rewards"]} == {"image", "text"}
+    assert {2, 3} & set(pictures_per_prompt), pictures_per_prompt
+
+
+def test_the_warmup_masks_a_prompt_of_several_pictures_whole():
+    """The warm-up's loss starts after the prompt; with two pictures the prompt holds two blocks of image tokens."""
+    from PIL import Image
+
+    from medix_lib import vlm
+    from medix_lib.training import warmup
+
+    _, processor = vlm.build()
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "image"},
+                                                                       {"type": "text", "text": "Which side?"}]}],
+                                         tokenize=False, add_generation_prompt=True)
+    pics = [Image.new("RGB", (32, 32), "white"), Image.new("RGB", (32, 32), "black")]
+    batch = warmup._batch_inputs(processor, [text], ["<answer>Left</answer>"], [pics], "cpu")
+    image_token = processor.tokenizer.convert_tokens_to_ids(vlm.IMAGE_TOKEN)
+    assert int((batch["input_ids"] == image_token).sum()) == 2 * vlm.IMAGE_TOKENS
+    first_target = int((batch["labels"][0] != -100).nonzero()[0])
+    assert int((batch["input_ids"][0, :first_target] == image_token).sum()) == 2 * vlm.IMAGE_TOKENS
+    assert batch["pixel_values"].shape[0] == 2
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import MissingImageError, RowStream
-from .medix_r1 import load_medix_r1
+from .medix_r1 import load_medix_r1, release_dataset
 from .medmcqa import load_medmcqa
 from .medqa import load_medqa, load_usmle_sa
 from .mimic_cxr import load_mimic_cxr
@@ -147,5 +147,5 @@ def load_task(name: str, source: str | Path | None = None, split: str | None = N
 
 
 __all__ = ["METRICS", "MEDICAL_SUBJECTS", "MissingImageError", "PAPER_TASKS", "PROTOCOLS", "RowStream", "TASKS",
-           "Task", "get_task", "list_tasks", "load_medix_r1", "load_task"]
+           "Task", "get_task", "list_tasks", "load_medix_r1", "load_task", "release_dataset"]
 

@@ -242,10 +242,11 @@ def task_for_answer(answer: str) -> str:
 
 
 def make_row(dataset: str, rid: Any, split: Split, question: str, answer: str, modality: str, task_type: str,
-             image: Image.Image | None = None, choices: list[str] | None = None, source: str | None = None) -> dict:
+             image: Image.Image | None = None, choices: list[str] | None = None, source: str | None = None,
+             extra_images: list[Image.Image] | None = None) -> dict:
     return {"id": f"{dataset}-{rid}", "question": question, "answer": answer, "modality": modality,
             "task_type": task_type, "source": source or dataset, "split": split.schema, "image": image,
-            "choices": choices}
+            "choices": choices, "extra_images": extra_images or []}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -331,6 +332,17 @@ class ImageFolders:
             return False, None
         return True, letterbox(img, image_size) if image_size else img.convert("RGB")
 
+    def open_all(self, value: Any, row_id: Any, field: str, image_size: int | None, stats: Counter,
+                 required: bool = True) -> tuple[bool, list[Image.Image]]:
+        """``(True, pictures)`` for a value that may list several (the MediX-R1 release's ``image``), every one
+        opened as :meth:`open` does; ``(False, [])`` when any is unreadable (the row is skipped: a question about two
+        pictures cannot be asked with one)."""
+        values = list(value) if isinstance(value, list | tuple) else [] if value is None else [value]
+        if not values:
+            return self.open(None, row_id, field, image_size, stats, required)[0], []
+        opened = [self.open(v, row_id, field, image_size, stats) for v in values]
+        return (True, [img for _, img in opened]) if all(ok for ok, _ in opened) else (False, [])
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Stream
@@ -385,7 +397,8 @@ class RowStream:
         """Materialise to an Arrow-backed ``Dataset`` with the schema's features (written to disk, not memory)."""
         def gen(stream):
             for row in stream:  # the columns alone: a loader's extra keys (data.ROW_EXTRAS) are never saved
-                yield {**{c: row[c] for c in FEATURES}, "image": encode_image(row["image"])}
+                yield {**{c: row[c] for c in FEATURES}, "image": encode_image(row["image"]),
+                       "extra_images": [encode_image(img) for img in row["extra_images"]]}
         # A fresh fingerprint: the generator's hash cannot tell two sources (or two passes over edited files) apart.
         return datasets.Dataset.from_generator(gen, features=FEATURES, gen_kwargs={"stream": self},
                                                cache_dir=cache_dir, fingerprint=uuid.uuid4().hex)

@@ -2,9 +2,10 @@
 
 Layout read by :func:`load_medix_r1` (the release's training scripts read it with ``prompt_key=problem``,
 ``answer_key=solution``, ``image_key=image``): ``data/{train,test}-*.parquet`` with ``id``, ``image`` (a list of
-images, empty for text-only rows), ``source`` (the dataset the row came from), ``problem`` (the question, with an
-``<image>`` placeholder on image rows) and ``solution`` = ``"<MODALITY_TAG> answer"``; the tag is the row's
-modality, one of the 16 contract tags (text rows carry one too).
+images, empty for text-only rows; every one is kept, the first as the row's ``image`` and the rest as
+``extra_images``), ``source`` (the dataset the row came from), ``problem`` (the question, with an ``<image>``
+placeholder per picture) and ``solution`` = ``"<MODALITY_TAG> answer"``; the tag is the row's modality, one of the
+16 contract tags (text rows carry one too). :func:`release_dataset` makes both splits notebook 01's dataset.
 
 The release's evaluation sets (``sahalshajim/medix-eval-sets``: configs ``pubmedqa``, ``pmc_vqa``,
 ``pmc_vqa_hard``, ``mimic_cxr``) have each benchmark's own columns and are read by those benchmarks' loaders.
@@ -15,6 +16,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+
+import datasets
 
 from medix_lib.contract import check_modality
 from medix_lib.data import DataError
@@ -56,9 +59,24 @@ def load_medix_r1(source: str | Path = "MBZUAI/medix-rl-data", split: str = "tes
             rid = rec.get("id", i)
             modality, answer = parse_solution(text(rec, "solution", name, rid), rid)
             question = re.sub(r"<image>\s*", "", text(rec, "problem", name, rid)).strip()
-            ok, img = images.open(rec.get("image"), rid, "image", image_size, stats, required=False)
+            ok, pics = images.open_all(rec.get("image"), rid, "image", image_size, stats, required=False)
             if ok:
-                yield make_row(name, rid, sp, question, answer, modality, task_for_answer(answer), img,
-                               source=f"{name}/{rec.get('source') or 'unknown'}")
+                yield make_row(name, rid, sp, question, answer, modality, task_for_answer(answer),
+                               pics[0] if pics else None, source=f"{name}/{rec.get('source') or 'unknown'}",
+                               extra_images=pics[1:])
 
     return RowStream(name, make, limit)
+
+
+def release_dataset(source: str | Path, image_size: int | None = None, limit: int = 0
+                    ) -> tuple[datasets.DatasetDict, dict[str, int]]:
+    """The release's ``train`` and ``test`` splits as notebook 01's ``DatasetDict`` (every picture of a row kept, the
+    first as ``image``, the rest as ``extra_images``), with per split the loader's counts (rows, skipped rows, ...).
+    ``limit``: rows per split at most (0: all). Notebook 03 then trains on the release's rows as on synthesised ones.
+    """
+    streams = {sp: load_medix_r1(source, sp, image_size, limit or None) for sp in ("train", "test")}
+    dataset = datasets.DatasetDict({sp: stream.to_dataset() for sp, stream in streams.items()})
+    stats = {f"{sp}/{k}": v for sp, stream in streams.items() for k, v in sorted(stream.stats.items())}
+    stats.update({f"{sp}/rows_with_several_images": sum(1 for x in dataset[sp]["extra_images"] if x)
+                  for sp in streams})
+    return dataset, stats

@@ -49,14 +49,19 @@ def load_synthetic(source: str | Path | None = None, split: str = "test", kind: 
                                     f"{variant!r}) or pass source=<its output>/dataset")
         # Undecoded, so rows of the other kind never pay for an image decode.
         ds = datasets.load_from_disk(str(path))[sp.name].cast_column("image", datasets.Image(decode=False))
+        if "extra_images" in ds.column_names:  # notebook 01's sets before this column have none
+            ds = ds.cast_column("extra_images", datasets.Sequence(datasets.Image(decode=False)))
         images = ImageFolders.under(name, None, path)
         for row in ds:
             if (row["image"] is not None) != (kind == "image"):
                 stats["filtered_other_kind"] += 1
                 continue
-            ok, img = images.open(row["image"], row["id"], "image", image_size, stats, required=kind == "image")
+            given = [row["image"], *(row.get("extra_images") or [])] if row["image"] is not None else None
+            ok, pics = images.open_all(given, row["id"], "image", image_size, stats, required=kind == "image")
+            img = pics[0] if pics else None
             if ok:
-                yield {**{c: row[c] for c in ROW_COLUMNS}, "image": img, "split": sp.schema,
+                yield {**{c: row.get(c) for c in ROW_COLUMNS}, "image": img, "split": sp.schema,
+                       "extra_images": pics[1:],
                        "family": row_family(row["id"]),
                        **({"image_source": f"{row['source']}:{row['modality']}"} if img is not None else {})}
 

@@ -18,11 +18,12 @@ from medix_lib.data.hygiene import (NEAR_DUPLICATE_BITS, assert_no_leakage, dedu
 from medix_lib.data.images import IMAGE_SOURCES, image_sources, letterbox
 from medix_lib.data.ontologies import read_hpo, read_hpo_annotations, read_icd10
 from medix_lib.data.schema import (FEATURES, ROW_COLUMNS, ROW_EXTRAS, SPLITS, TASK_TYPES, DataError, encode_image,
-                                   format_choices, has_image, to_grpo, validate_row)
+                                   format_choices, has_image, pictures, row_pictures, to_grpo, validate_row)
 from medix_lib.data.synthesis import SYNTH_SOURCES, picture_pool, synthesize
 from medix_lib.data.text_tasks import TEXT_SOURCES
 
 __all__ = ["FEATURES", "IMAGE_SOURCES", "NEAR_DUPLICATE_BITS", "ROW_COLUMNS", "ROW_EXTRAS", "SPLITS", "SYNTH_SOURCES",
            "TASK_TYPES", "TEXT_SOURCES", "DataError", "assert_no_leakage", "data_card", "deduplicate", "encode_image",
            "format_choices", "hamming_bits", "has_image", "image_dhash", "image_sources", "leakage_report", "letterbox",
-           "picture_pool", "read_hpo", "read_hpo_annotations", "read_icd10", "synthesize", "to_grpo", "validate_row"]
+           "picture_pool", "pictures", "read_hpo", "read_hpo_annotations", "read_icd10", "row_pictures", "synthesize",
+           "to_grpo", "validate_row"]

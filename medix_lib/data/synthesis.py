@@ -86,7 +86,7 @@ def iter_synthetic_rows(seed: int, n_text: int, n_image: int, image_size: int, t
     def finish(c: Candidate, split: str) -> dict:
         row = {"id": row_id(c.family, c.group, c.question, c.answer, c.aug), "question": c.question,
                "answer": c.answer, "modality": c.modality, "task_type": c.task_type, "source": f"synthetic/{c.source}",
-               "split": split, "image": encode_image(c.image), "choices": c.choices}
+               "split": split, "image": encode_image(c.image), "choices": c.choices, "extra_images": []}
         stats[f"rows/{c.family}"] += 1
         return validate_row(row, "synthetic")
 

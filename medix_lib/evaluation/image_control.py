@@ -108,14 +108,19 @@ def controlled_rows(rows: Iterable[dict], control: str, seed: int, task: str = "
     pictured = [r for r in rows if r.get("image") is not None]
     if check_control(control) == "blank":
         blanks: dict = {}  # one grey picture per size and mode: a large task's pictures are not held twice
-        for r in pictured:
-            shape = (r["image"].size, r["image"].mode)
+
+        def blank(image):
+            shape = (image.size, image.mode)
             if shape not in blanks:
-                blanks[shape] = blank_like(r["image"])
-        return [{**r, "image": blanks[(r["image"].size, r["image"].mode)]} for r in pictured]
-    if control == "shuffled":
+                blanks[shape] = blank_like(image)
+            return blanks[shape]
+
+        return [{**r, "image": blank(r["image"]), "extra_images": [blank(x) for x in r.get("extra_images") or []]}
+                for r in pictured]
+    if control == "shuffled":  # a row of several pictures gets its donor's pictures, as many as the donor has
         by_id = {r["id"]: r for r in pictured}
         donors = derangement(list(by_id), [image_identity(r) for r in pictured], seed, task)
-        return [{**r, "image": by_id[donors[r["id"]]]["image"]} for r in pictured]
+        return [{**r, "image": by_id[donors[r["id"]]]["image"],
+                 "extra_images": list(by_id[donors[r["id"]]].get("extra_images") or [])} for r in pictured]
     raise ValueError(f"{task}: image control 'none' replaces nothing; valid controls: "
                      f"{', '.join(IMAGE_CONTROLS[1:])}")

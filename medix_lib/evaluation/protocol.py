@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from medix_lib.contract import OutputContract
-from medix_lib.data import format_choices
+from medix_lib.data import format_choices, pictures
 from medix_lib.text import normalise
 
 _STOPWORDS = frozenset("""a an the of in on at to for with and or is are was were be been this that these those it its
@@ -28,12 +28,12 @@ def question_text(row: dict, with_choices: bool) -> str:
 def prompt_messages(row: dict, contract: OutputContract, system_prompt: bool, with_choices: bool,
                     with_image: bool) -> list[dict]:
     """The chat prompt for one row. Contents are lists of typed parts for a vision-language policy (``with_image``:
-    the row's image first), plain strings otherwise."""
+    one image part per picture of the row, before the question), plain strings otherwise."""
     question = question_text(row, with_choices)
     messages = [{"role": "system", "content": contract.system_prompt()}] if system_prompt else []
     if with_image:
         messages = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in messages]
-        parts = ([{"type": "image"}] if row.get("image") is not None else []) + [{"type": "text", "text": question}]
+        parts = [{"type": "image"} for _ in pictures(row)] + [{"type": "text", "text": question}]
         return messages + [{"role": "user", "content": parts}]
     return messages + [{"role": "user", "content": question}]
 

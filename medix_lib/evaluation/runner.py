@@ -11,6 +11,7 @@ from pathlib import Path
 
 from medix_lib import models
 from medix_lib.contract import OutputContract
+from medix_lib.data import pictures
 from medix_lib.evaluation.image_control import base_task, check_control, control_task, controlled_rows
 from medix_lib.evaluation.protocol import final_answer, prompt_messages, question_text, restates_prompt
 from medix_lib.evaluation.stats import named_option
@@ -149,9 +150,9 @@ def _answers(model, chunk: list[dict], protocol: Protocol) -> list[str | None]:
     prompts = [prompt_messages(r, protocol.contract, protocol.system_prompt, protocol.with_choices,
                                r.get("image") is not None if served else model.is_vision) for r in chunk]
     if served:
-        return model.answer([with_images(p, r["image"]) if r.get("image") is not None else p
+        return model.answer([with_images(p, pictures(r)) if r.get("image") is not None else p
                              for p, r in zip(prompts, chunk)], protocol.max_new_tokens, protocol.seed)
-    texts = policy_lib.generate(model, prompts, images=[r.get("image") for r in chunk] if model.is_vision else None,
+    texts = policy_lib.generate(model, prompts, images=[pictures(r) for r in chunk] if model.is_vision else None,
                                 max_new_tokens=protocol.max_new_tokens, temperature=0.0,
                                 batch_size=protocol.batch_size, seed=protocol.seed, progress=False)
     return [t[0] for t in texts]

@@ -31,8 +31,9 @@ def data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def with_images(messages: list[dict], image) -> list[dict]:
-    """The protocol's messages with each ``{"type": "image"}`` part carrying ``image`` as a data URL.
+def with_images(messages: list[dict], images) -> list[dict]:
+    """The protocol's messages with the k-th ``{"type": "image"}`` part carrying ``images[k]`` (or the one image
+    ``images``) as a data URL.
 
     >>> from PIL import Image
     >>> msgs = with_images([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]}],
@@ -40,8 +41,14 @@ def with_images(messages: list[dict], image) -> list[dict]:
     >>> [p["type"] for p in msgs[0]["content"]]
     ['image_url', 'text']
     """
+    queue = list(images) if isinstance(images, list | tuple) else [images]
+
     def part(p: dict) -> dict:
-        return {"type": "image_url", "image_url": {"url": data_url(image)}} if p.get("type") == "image" else p
+        if p.get("type") != "image":
+            return p
+        if not queue:
+            raise ValueError("with_images: the messages have more image parts than the pictures given")
+        return {"type": "image_url", "image_url": {"url": data_url(queue.pop(0))}}
 
     return [{**m, "content": [part(p) for p in m["content"]]} if isinstance(m["content"], list) else m
             for m in messages]

@@ -22,7 +22,7 @@ def completion_table(rows, sampled: list[list[str]], contract: OutputContract):
 
     table = []
     for row, completions in zip(rows, sampled):
-        columns = {k: v for k, v in row.items() if k not in ("prompt", "image")}
+        columns = {k: v for k, v in row.items() if k not in ("prompt", "images")}
         table.append({"kind": "reference", **columns,
                       "completion": contract.format_reference(row["modality"], "From the source.", row["answer"])})
         table += [{"kind": "base", **columns, "completion": c} for c in completions]

@@ -23,8 +23,8 @@ def trainer_class():
           further batches of prompts of the same kind are generated and their informative groups take the dropped
           ones' places (:mod:`medix_lib.training.refill`; one process). ``group_filter/dropped`` (in the first
           batch), ``group_filter/refill_batches`` and ``group_filter/kept_fraction`` (at the end) are logged.
-        - a text-only generation batch of a vision-language policy is passed on without its ``image`` key (TRL would
-          hand ``image=None`` to the processor); mixed batches never occur because the dataset is ordered into
+        - a text-only generation batch of a vision-language policy is passed on without its ``images`` key (TRL would
+          hand empty picture lists to the processor); mixed batches never occur because the dataset is ordered into
           batches of one kind (:func:`medix_lib.training.rows.homogeneous_order`) and shuffling is left off.
         - ``time/generation``, ``time/reward`` and ``time/update`` seconds per step, logged with the rewards.
         - ``rewards_path``: per generated completion, the step, its prompt's kind (image or text) and every reward
@@ -95,8 +95,8 @@ def trainer_class():
             return output
 
         def _rollouts(self, inputs):
-            if "image" in inputs[0] and all(x.get("image") is None for x in inputs):
-                inputs = [{k: v for k, v in x.items() if k != "image"} for x in inputs]
+            if "images" in inputs[0] and not any(x.get("images") for x in inputs):
+                inputs = [{k: v for k, v in x.items() if k != "images"} for x in inputs]
             start = time.perf_counter()
             reward_before = self._seconds["reward"]
             output = super()._generate_and_score_completions(inputs)
@@ -111,7 +111,7 @@ def trainer_class():
             if not self.accelerator.is_main_process or self.rewards_path is None:
                 return
             weights = self.reward_weights.tolist()
-            kinds = ["image" if x.get("image") is not None else "text" for x in inputs]
+            kinds = ["image" if x.get("images") else "text" for x in inputs]
             kinds = kinds * (len(self._last_rewards) // max(1, len(kinds)))  # other processes' rows: same kinds
             records = [{"step": self.state.global_step, "kind": kind, **dict(zip(self.reward_func_names, row)),
                         "composite": sum(w * v for w, v in zip(weights, row) if v == v)}  # NaN (failed judge): 0
@@ -148,7 +148,7 @@ def trainer_class():
             dropped = float((~keep).sum().item()) / self.num_generations
             drawn = 0
             if self._refill_source is not None and self.accelerator.num_processes == 1 and refill.mergeable(output):
-                with_image = inputs[0].get("image") is not None
+                with_image = bool(inputs[0].get("images"))
                 while not bool(keep.all()) and drawn < self.group_refill:
                     more = self._refill_source.draw(len(inputs) // self.num_generations, with_image)
                     if not more:

@@ -78,13 +78,13 @@ class RefillSource:
     def __init__(self, dataset, num_generations: int, seed: int):
         import random
 
-        from datasets import Image
+        import pyarrow.compute as pc
 
         self.dataset, self.num_generations = dataset, num_generations
-        # the pictures' kind without decoding them (a large dataset would be read whole)
-        images = (dataset.cast_column("image", Image(decode=False))["image"] if "image" in dataset.column_names
-                  else [None] * len(dataset))
-        self.pools = {kind: [i for i, img in enumerate(images) if (img is not None) == kind] for kind in (True, False)}
+        # pictures counted from the list lengths, never read (a large dataset would be read whole)
+        counts = (pc.list_value_length(dataset.with_format("arrow")["images"]).to_pylist()
+                  if "images" in dataset.column_names else [0] * len(dataset))
+        self.pools = {kind: [i for i, n in enumerate(counts) if bool(n) == kind] for kind in (True, False)}
         self.rng = random.Random(seed)
         self.position = {kind: 0 for kind in self.pools}
         for pool in self.pools.values():

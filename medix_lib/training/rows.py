@@ -26,10 +26,11 @@ def training_rows(cfg, has_vision: bool):
     ds = ds.shuffle(seed=cfg.seed)
     n_check = min(cfg.warmup_check_prompts, len(ds) // 4)
     n_rl = min(cfg.max_train_rows, len(ds) - n_check)
-    rl = ds.select(range(n_rl))
-    check = ds.select(range(n_rl, n_rl + n_check))
-    warmup = ds.select(range(n_rl + n_check, len(ds))) if n_rl + n_check < len(ds) else ds.select(range(0))
-    return rl, warmup, check
+
+    def part(start: int, stop: int):  # datasets refuses an empty range that starts at the end
+        return ds.select(range(start, stop)) if stop > start else ds.select(range(0))
+
+    return part(0, n_rl), part(n_rl + n_check, len(ds)), part(n_rl, n_rl + n_check)
 
 
 def homogeneous_order(with_image: list[bool], prompts_per_batch: int, n_batches: int, seed: int,

@@ -51,7 +51,7 @@ class ValidationCallback(TrainerCallback):
         try:
             prompts = data.to_grpo(self.rows, self.cfg.contract())["prompt"]
             texts = policy.generate(policy.Policy(model, self.processing_class, self.is_vision), prompts,
-                                    images=self.rows["image"] if self.is_vision else None,
+                                    images=data.row_pictures(self.rows) if self.is_vision else None,
                                     max_new_tokens=self.cfg.max_completion_length, progress=False)
             scores = score_components(self.funcs, self.weights, [t[0] for t in texts], answer=self.rows["answer"],
                                       modality=self.rows["modality"], question=self.rows["question"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+from medix_lib import data
 from medix_lib.contract import MODALITIES
 from medix_lib.rewards import FormatReward
 
@@ -33,14 +34,14 @@ def targets(rows, contract, image_tags: str, seed: int) -> list[str]:
     return out
 
 
-def _batch_inputs(processing_class, prompts: list[str], completions: list[str], images: list, device):
-    """Tokenised prompt + completion with the loss on completion tokens only; images where the rows have them."""
+def _batch_inputs(processing_class, prompts: list[str], completions: list[str], images: list[list], device):
+    """Tokenised prompt + completion with the loss on completion tokens only; each row's pictures where it has any."""
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
     tokenizer.padding_side = "right"
     texts = [p + c + tokenizer.eos_token for p, c in zip(prompts, completions)]
-    if images[0] is not None:
-        enc = processing_class(text=texts, images=[[img] for img in images], return_tensors="pt", padding=True)
-        lengths = [len(processing_class(text=[p], images=[[img]])["input_ids"][0]) for p, img in zip(prompts, images)]
+    if images[0]:
+        enc = processing_class(text=texts, images=images, return_tensors="pt", padding=True)
+        lengths = [len(processing_class(text=[p], images=[pics])["input_ids"][0]) for p, pics in zip(prompts, images)]
     else:
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -53,11 +54,11 @@ def _batch_inputs(processing_class, prompts: list[str], completions: list[str], 
 
 def format_rate(model, processing_class, rows, contract, max_new_tokens: int, is_vision: bool) -> float:
     """Mean format reward of greedy completions on ``rows`` (held-out prompts)."""
-    from medix_lib import data, policy
+    from medix_lib import policy
 
     prompts = data.to_grpo(rows, contract)["prompt"]
     texts = policy.generate(policy.Policy(model, processing_class, is_vision), prompts,
-                            images=rows["image"] if is_vision else None, max_new_tokens=max_new_tokens,
+                            images=data.row_pictures(rows) if is_vision else None, max_new_tokens=max_new_tokens,
                             progress=False)
     return sum(FormatReward(contract)([t[0] for t in texts])) / max(1, len(texts))
 
@@ -80,8 +81,8 @@ def warm_up(model, processing_class, rows, check_rows, cfg, is_vision: bool, pro
     prompts = [processing_class.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
                for p in data.to_grpo(rows, contract)["prompt"]]
     completions = targets(rows, contract, cfg.warmup_image_tags, cfg.seed)
-    images = rows["image"] if is_vision else [None] * len(rows)
-    kinds = {kind: [i for i, img in enumerate(images) if (img is not None) == kind] for kind in (True, False)}
+    images = data.row_pictures(rows) if is_vision else [[] for _ in range(len(rows))]
+    kinds = {kind: [i for i, pics in enumerate(images) if bool(pics) == kind] for kind in (True, False)}
     kinds = {k: v for k, v in kinds.items() if v}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.warmup_learning_rate,
                                   weight_decay=cfg.weight_decay)

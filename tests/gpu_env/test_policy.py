@@ -13,7 +13,7 @@ def mixed_rows(n=4):
     import datasets
 
     rows = [{"id": str(i), "question": f"What is shown {i}?", "answer": "CT scan", "modality": "CT_SCAN",
-             "task_type": "open", "source": "t", "split": "test", "choices": None,
+             "task_type": "open", "source": "t", "split": "test", "choices": None, "extra_images": [],
              "image": Image.new("RGB", (96, 96), "gray") if i % 2 == 0 else None} for i in range(n)]
     return datasets.Dataset.from_list(rows, features=data.FEATURES)
 
