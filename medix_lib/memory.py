@@ -34,7 +34,7 @@ MARGIN = 0.10  # allocator fragmentation and whatever the estimate leaves out
 TRAIN_PROMPT_TOKENS = 256  # a question with the output contract's system prompt (notebooks 02, 03)
 EVAL_PROMPT_TOKENS = 512  # a benchmark question with its choices (notebook 04)
 TRAIN_IMAGE_PX = 448  # notebook 01 letterboxes images to image_size (gpu presets: 384)
-EVAL_IMAGE_PX = 1024  # benchmark images (VQA-RAD, SLAKE, PathVQA, PMC-VQA) are rarely larger; larger ones cost more
+EVAL_IMAGE_PX = 1024  # benchmark pictures are rarely larger; the gpu presets cap them there (image_max_pixels)
 EMBED_TOKENS = 128  # an extracted answer or a reference (the guards refuse answers over 32 words)
 WARMUP_TARGET_TOKENS = 128  # a warm-up target: a short reasoning block and the answer
 # LoRA targets as medix_lib.training.loading chooses them (tests/test_memory.py keeps them equal): Unsloth adapts
@@ -271,6 +271,22 @@ def _reward_models(cfg, plan: Plan, phase: str) -> None:
         plan.phases.setdefault(phase, []).append(forward)
 
 
+def _picture_px(cfg, px: int) -> int:
+    """The side of a ``px`` x ``px`` picture once a dynamic-resolution processor applies the stage's pixel bounds
+    (``image_min_pixels`` / ``image_max_pixels``: it rescales to keep the area within them).
+
+    >>> from types import SimpleNamespace
+    >>> _picture_px(SimpleNamespace(image_min_pixels=0, image_max_pixels=256 * 28 * 28), 1024)  # 256 tokens' worth
+    448
+    """
+    low, high = cfg.image_min_pixels, cfg.image_max_pixels
+    if high and px * px > high:
+        return math.isqrt(high)
+    if low and px * px < low:
+        return math.isqrt(low - 1) + 1
+    return px
+
+
 def _plan_02(cfg, plan: Plan) -> None:
     from medix_lib.policy import generate
 
@@ -279,7 +295,7 @@ def _plan_02(cfg, plan: Plan) -> None:
     sequences = inspect.signature(generate).parameters["batch_size"].default * cfg.completions_per_prompt
     images = sequences if policy.vision else 0  # a vision-language policy answers image rows too, in one-kind batches
     plan.phases["sampling completions"] = _generation(policy, sequences, TRAIN_PROMPT_TOKENS, cfg.max_new_tokens,
-                                                      images, TRAIN_IMAGE_PX)
+                                                      images, _picture_px(cfg, TRAIN_IMAGE_PX))
     _reward_models(cfg, plan, "scoring")
     if cfg.verifier_test_pairs:  # the verifier comparison also loads the zero-shot judge and MiniLM
         for name, kind in (("smollm2-135m-instruct", "causal_lm"), ("minilm-l6-v2", "embedder")):
@@ -308,30 +324,31 @@ def _plan_03(cfg, plan: Plan, unsloth: bool, total: float | None) -> None:
     steps_per_generation = cfg.steps_per_generation or cfg.gradient_accumulation_steps
     sequences = cfg.per_device_train_batch_size * steps_per_generation
     images = sequences if policy.vision else 0  # a generation batch is all image rows or all text rows
+    px = _picture_px(cfg, TRAIN_IMAGE_PX)
     if not cfg.use_vllm:
         plan.phases["rollouts"] = _generation(policy, sequences, TRAIN_PROMPT_TOKENS, cfg.max_completion_length,
-                                              images, TRAIN_IMAGE_PX)
+                                              images, px)
     micro = cfg.per_device_train_batch_size
     micro_images = micro if images else 0
-    plan.phases["update"] = _update(policy, micro, cfg.max_completion_length, micro_images)
+    plan.phases["update"] = _update(policy, micro, cfg.max_completion_length, micro_images, px)
     if cfg.warmup_max_steps:
         warm = cfg.warmup_batch_size  # a warm-up batch is all image rows or all text rows, like a rollout batch
-        plan.phases["format warm-up"] = _update(policy, warm, WARMUP_TARGET_TOKENS, warm if images else 0) + [
+        plan.phases["format warm-up"] = _update(policy, warm, WARMUP_TARGET_TOKENS, warm if images else 0, px) + [
             Line("logits and their gradient", f"{warm} x {WARMUP_TARGET_TOKENS} target tokens, fp32",
                  warm * (TRAIN_PROMPT_TOKENS + WARMUP_TARGET_TOKENS) * policy.vocab * 3 * FP32)]
     _reward_models(cfg, plan, "rewards")
 
 
-def _update(policy: Arch, micro: int, completion: int, images: int) -> list[Line]:
+def _update(policy: Arch, micro: int, completion: int, images: int, px: int) -> list[Line]:
     """A GRPO micro-batch's backward with gradient checkpointing: each layer's input kept, one layer recomputed with
     its gradients; the log-probs go through TRL's chunked kernel, so no full logits."""
-    tokens = micro * (TRAIN_PROMPT_TOKENS + policy.image_tokens(TRAIN_IMAGE_PX) * bool(images) + completion)
+    tokens = micro * (TRAIN_PROMPT_TOKENS + policy.image_tokens(px) * bool(images) + completion)
     lines = [Line("checkpointed layer inputs", f"{micro} sequences, {tokens} tokens x {policy.layers} layers",
                   tokens * policy.hidden * BF16 * policy.layers),
              Line("one layer forward + backward", f"{tokens} tokens", 2 * policy.forward_bytes(tokens))]
     if images:
         lines.append(Line("vision tower forward (frozen)", f"{images} images", policy.vision_forward_bytes(
-            images, TRAIN_IMAGE_PX)))
+            images, px)))
     return lines
 
 
@@ -343,7 +360,7 @@ def _plan_04(cfg, plan: Plan) -> None:
     images = cfg.batch_size if policy.vision and any(
         benchmarks.get_task(t).modality == "image" for t in cfg.tasks) else 0
     plan.phases["generation"] = _generation(policy, cfg.batch_size, EVAL_PROMPT_TOKENS, cfg.max_new_tokens, images,
-                                            EVAL_IMAGE_PX)
+                                            _picture_px(cfg, EVAL_IMAGE_PX))
     resident, judging = _judge_lines(cfg, [cfg.judge_model, *cfg.extra_judge_models])
     plan.resident += resident
     plan.phases["judging"] = judging

@@ -218,6 +218,43 @@ def resolve_path(name: str) -> str:
     return _local_path(name)
 
 
+def limit_image_pixels(processing_class, min_pixels: int = 0, max_pixels: int = 0):
+    """Bound the pixels of one picture for a dynamic-resolution processor (the Qwen2-VL family: a picture is resized
+    to keep its aspect within ``[min_pixels, max_pixels]`` and becomes one token per 28 x 28 pixels, so
+    ``max_pixels`` caps a picture's tokens and the memory they take). 0 keeps the processor's own bound. A processor
+    of fixed resolution is refused: the bounds would be ignored without a word.
+
+    >>> from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    >>> from PIL import Image
+    >>> processor = limit_image_pixels(Qwen2VLImageProcessorPil(), max_pixels=256 * 28 * 28)
+    >>> processor(images=[Image.new("RGB", (1024, 1024))])["image_grid_thw"].tolist()  # 32 x 32 patches, 256 tokens
+    [[1, 32, 32]]
+    """
+    from medix_lib.config import ParamsError
+
+    if not (min_pixels or max_pixels):
+        return processing_class
+    images = getattr(processing_class, "image_processor", processing_class)
+    if not hasattr(images, "preprocess"):
+        raise ParamsError(f"parameters 'image_min_pixels'/'image_max_pixels': the policy takes no pictures "
+                          f"({type(processing_class).__name__}); leave them 0")
+    size = getattr(images, "size", None)
+    bounds = {k: (size.get(k) if isinstance(size, dict) else getattr(size, k, None))
+              for k in ("shortest_edge", "longest_edge")}
+    if not hasattr(images, "merge_size") or None in bounds.values():
+        raise ParamsError(f"parameters 'image_min_pixels'/'image_max_pixels': {type(images).__name__} resizes every "
+                          f"picture to one size; pixel bounds apply to dynamic-resolution processors (Qwen2-VL, "
+                          f"Qwen2.5-VL, Qwen3-VL)")
+    low, high = min_pixels or bounds["shortest_edge"], max_pixels or bounds["longest_edge"]
+    if low > high:
+        raise ParamsError(f"parameters 'image_min_pixels' = {low} and 'image_max_pixels' = {high}: min above max")
+    images.size = {"shortest_edge": low, "longest_edge": high}
+    for name, value in (("min_pixels", low), ("max_pixels", high)):  # transformers 4.x read these attributes
+        if getattr(images, name, None) is not None:
+            setattr(images, name, value)
+    return processing_class
+
+
 @lru_cache(maxsize=None)
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer

@@ -105,6 +105,25 @@ class ContractSettings:
 
 
 @dataclass
+class PictureSettings:
+    """How many pixels a picture may take for a dynamic-resolution policy (Qwen2-VL family), the same wherever the
+    policy sees pictures (02 samples, 03 trains, 04 evaluates), so it is evaluated at the resolution it trained at."""
+
+    image_min_pixels: int = 0  # pixels of a picture at least (0: the processor's own; Qwen2.5-VL 3136)
+    image_max_pixels: int = 0  # at most: caps a picture's tokens, one per 28x28 pixels (0: the processor's own)
+
+    def check_pixels(self) -> None:
+        if self.image_min_pixels < 0 or self.image_max_pixels < 0 or (
+                self.image_max_pixels and self.image_min_pixels > self.image_max_pixels):
+            raise ParamsError(f"parameters 'image_min_pixels' = {self.image_min_pixels} and 'image_max_pixels' = "
+                              f"{self.image_max_pixels}: both >= 0 (0: the processor's own), min at most max")
+
+    def limit_pixels(self, processing_class):
+        """``processing_class`` with these bounds (:func:`medix_lib.models.limit_image_pixels`)."""
+        return models.limit_image_pixels(processing_class, self.image_min_pixels, self.image_max_pixels)
+
+
+@dataclass
 class RewardSettings(ContractSettings, JudgeSettings):
     """Reward knobs shared by notebook 02 (design) and 03 (training); ``rewards.build(settings)`` turns them into
     TRL reward functions and weights."""
@@ -142,7 +161,7 @@ class RewardSettings(ContractSettings, JudgeSettings):
 
 
 @dataclass
-class RewardDesignParams(RewardSettings, StageParams):
+class RewardDesignParams(PictureSettings, RewardSettings, StageParams):
     """Notebook 02: score base-policy completions, meta-evaluate every answer check, probe for reward hacking."""
 
     dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict, relative to the outputs root
@@ -156,6 +175,7 @@ class RewardDesignParams(RewardSettings, StageParams):
 
     def check(self) -> None:
         self.check_rewards()
+        self.check_pixels()
         models.check_model_name(self.policy_model, "causal_lm")
         if self.n_prompts < 1 or self.completions_per_prompt < 1:
             raise ParamsError("parameters 'n_prompts' and 'completions_per_prompt' must be >= 1")
@@ -164,7 +184,7 @@ class RewardDesignParams(RewardSettings, StageParams):
 
 
 @dataclass
-class TrainParams(RewardSettings, StageParams):
+class TrainParams(PictureSettings, RewardSettings, StageParams):
     """Notebook 03: format warm-up until the policy writes the contract, then group-relative RL on the composite."""
 
     dataset_dir: str = "01_synthesize_data/smoke/dataset"  # notebook 01's DatasetDict, relative to the outputs root
@@ -216,6 +236,7 @@ class TrainParams(RewardSettings, StageParams):
 
     def check(self) -> None:
         self.check_rewards()
+        self.check_pixels()
         models.check_model_name(self.policy_model, "causal_lm")
         if self.num_generations < 2:
             raise ParamsError("parameter 'num_generations' must be >= 2: advantages are relative to a group")
@@ -256,7 +277,7 @@ class TrainParams(RewardSettings, StageParams):
 
 
 @dataclass
-class EvalParams(RewardSettings, StageParams):
+class EvalParams(PictureSettings, RewardSettings, StageParams):
     """Notebook 04: candidates answer benchmark tasks; a reference-based judge grades the final answers. The reward
     settings score the same responses with notebook 03's training reward (``evaluation.reward_report``)."""
 
@@ -286,6 +307,7 @@ class EvalParams(RewardSettings, StageParams):
         models.check_model_name(self.policy_model, "causal_lm")
         self.check_rewards()
         self.check_judge()
+        self.check_pixels()
         for task in [*self.tasks, *self.task_sources]:
             try:
                 benchmarks.get_task(task)
@@ -322,7 +344,8 @@ class EvalParams(RewardSettings, StageParams):
         from medix_lib.evaluation import Protocol
 
         return Protocol(self.contract(), self.system_prompt, self.with_choices, self.max_new_tokens, self.batch_size,
-                        self.answer_guards, self.seed, self.image_control)
+                        self.answer_guards, self.seed, self.image_control, self.image_min_pixels,
+                        self.image_max_pixels)
 
     def task_rows(self) -> dict:
         """Task name -> a function returning its rows (loaded only when the task is run)."""

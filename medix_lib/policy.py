@@ -29,8 +29,10 @@ def is_vision(name: str) -> bool:
     return hasattr(AutoConfig.from_pretrained(models.resolve_path(name)), "vision_config")
 
 
-def load(name: str, adapter_dir: str | None = None) -> Policy:
-    """Load ``name`` (alias, hub id or path) for inference, with an optional PEFT adapter on top."""
+def load(name: str, adapter_dir: str | None = None, min_pixels: int = 0, max_pixels: int = 0) -> Policy:
+    """Load ``name`` (alias, hub id or path) for inference, with an optional PEFT adapter on top; a
+    dynamic-resolution vision-language policy with bounds on a picture's pixels (:func:`models.limit_image_pixels`;
+    0: its processor's own)."""
     import torch
     from transformers import AutoConfig
 
@@ -42,7 +44,7 @@ def load(name: str, adapter_dir: str | None = None) -> Policy:
 
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device)
-        processing_class = AutoProcessor.from_pretrained(path)
+        processing_class = models.limit_image_pixels(AutoProcessor.from_pretrained(path), min_pixels, max_pixels)
     else:
         from transformers import AutoModelForCausalLM
 

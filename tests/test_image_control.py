@@ -102,7 +102,7 @@ def test_a_local_policy_gets_the_same_prompts_with_the_replaced_pictures(tmp_pat
         seen.append((prompts, images))
         return [["<answer>attack</answer>"] for _ in prompts]
 
-    monkeypatch.setattr(policy, "load", lambda name, adapter=None: Recorder())
+    monkeypatch.setattr(policy, "load", lambda name, adapter=None, *bounds: Recorder())
     monkeypatch.setattr(policy, "generate", generate)
     rows = list(benchmarks.load_task("vqa_rad", VQA_RAD))
     store = evaluation.ResultsStore(tmp_path / "results.sqlite")

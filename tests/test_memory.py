@@ -230,6 +230,26 @@ def test_the_gpu_profiles_14b_judge_does_not_fit_a_24gb_card(published):
         memory.check(pipeline.plan("gpu", ["04"]), free=23.5 * GIB, total=24 * GIB, device="card", unsloth=True)
 
 
+def test_pixel_bounds_size_the_pictures_the_plan_budgets(tmp_path):
+    """A dynamic-resolution policy's pictures are planned at the size the stage's bounds leave them."""
+    plans = {bound: memory.plan_stage(tiny_train_params(tmp_path, image_max_pixels=bound), unsloth=True,
+                                      total=24 * GIB) for bound in (0, 224 * 224)}
+    policy = memory.arch(tiny_train_params(tmp_path).policy_model)
+    kv = {bound: plan.phases["rollouts"][0].nbytes for bound, plan in plans.items()}
+    tokens = {bound: kv[bound] // (8 * policy.kv_bytes_per_token) - memory.TRAIN_PROMPT_TOKENS - 16 for bound in kv}
+    assert tokens == {0: policy.image_tokens(memory.TRAIN_IMAGE_PX), 224 * 224: policy.image_tokens(224)} == {
+        0: 256, 224 * 224: 64}
+    grown = memory.plan_stage(tiny_train_params(tmp_path, image_min_pixels=896 * 896), unsloth=True, total=24 * GIB)
+    assert "896 px" in grown.phases["rollouts"][-1].detail
+
+
+def test_every_gpu_preset_caps_pictures_at_the_size_its_plan_budgets():
+    for variant in ("gpu", "gpu24", "gpu80"):
+        for stage, px in (("02", memory.TRAIN_IMAGE_PX), ("03", memory.TRAIN_IMAGE_PX), ("04", memory.EVAL_IMAGE_PX)):
+            cfg = params.load(stage, variant)
+            assert cfg.image_max_pixels == memory.EVAL_IMAGE_PX ** 2 and memory._picture_px(cfg, px) == px
+
+
 def test_presets_read_their_own_upstream_outputs():
     for variant in ("gpu24", "gpu80"):
         for stage in ("02", "03", "04"):

@@ -240,3 +240,28 @@ def test_shipped_projector_is_hash_checked_and_assembles_without_training(tmp_pa
     for name, param in reference.named_parameters():
         expected = tensors[name].float() if name in tensors else param
         assert torch.equal(own[name], expected), name
+
+
+def test_pixel_bounds_reach_a_dynamic_resolution_processor_and_are_refused_elsewhere():
+    """``image_min_pixels``/``image_max_pixels`` resize a Qwen-VL picture; a fixed-size processor (this project's
+    VLM) or a text policy refuses them rather than ignore them; unset, the evaluation's stored settings are as before
+    (no stored answer is dropped), and the gpu presets hand theirs to the evaluation."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from medix_lib import evaluation, models, params, policy
+    from medix_lib.config import ParamsError
+
+    picture = [Image.new("RGB", (640, 480))]
+    grids = {bounds: models.limit_image_pixels(Qwen2VLImageProcessorPil(), *bounds)(images=picture)[
+        "image_grid_thw"].tolist() for bounds in ((0, 0), (0, 100_000), (1_000_000, 0))}
+    tokens = {bounds: grid[0][1] * grid[0][2] // 4 for bounds, grid in grids.items()}
+    assert tokens[(0, 100_000)] * 28 * 28 <= 100_000 < tokens[(0, 0)] * 28 * 28 < 1_000_000 <= tokens[
+        (1_000_000, 0)] * 28 * 28
+    with pytest.raises(ParamsError, match="resizes every picture to one size"):
+        policy.load("medix-vlm-135m", max_pixels=200_000)
+    with pytest.raises(ParamsError, match="takes no pictures"):
+        models.limit_image_pixels(models.load_tokenizer("smollm2-135m-instruct"), max_pixels=200_000)
+    with pytest.raises(ParamsError, match="min at most max"):
+        params.load("03", "smoke", overrides={"image_min_pixels": 500, "image_max_pixels": 400})
+    assert "image_max_pixels" not in evaluation.Protocol().generation()
+    assert params.load("04", "gpu24").protocol().generation()["image_max_pixels"] == 1024 * 1024

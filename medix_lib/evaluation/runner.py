@@ -31,15 +31,17 @@ class Candidate:
     adapter: str | None = None
     base_url: str | None = None
 
-    def load(self):
-        """What answers: the policy in this process, or a client of its server (:mod:`~.served`)."""
+    def load(self, protocol: "Protocol | None" = None):
+        """What answers: the policy in this process (with the protocol's pixel bounds), or a client of its server
+        (:mod:`~.served`; the server sizes pictures as it was started to)."""
         if self.base_url:
             from medix_lib.evaluation.served import ServedPolicy
 
             return ServedPolicy(self.policy_model, self.base_url)
         from medix_lib import policy as policy_lib
 
-        return policy_lib.load(self.policy_model, self.adapter)
+        protocol = protocol or Protocol()
+        return policy_lib.load(self.policy_model, self.adapter, protocol.image_min_pixels, protocol.image_max_pixels)
 
     def settings(self, protocol: "Protocol") -> dict:
         """What the stored responses depend on: the policy, the adapter's weights, the generation settings."""
@@ -68,14 +70,18 @@ class Protocol:
     # image tasks asked again with the picture replaced (:mod:`~.image_control`; the paper's protocol asks no such
     # control). Not in generation(): the controlled answers have their own key, so switching it drops no stored answer
     image_control: str = "none"
+    image_min_pixels: int = 0  # a dynamic-resolution policy's bounds on a picture's pixels (0: its processor's own)
+    image_max_pixels: int = 0
 
     def __post_init__(self):
         check_control(self.image_control)
 
     def generation(self) -> dict:
+        bounds = {k: v for k, v in (("image_min_pixels", self.image_min_pixels),
+                                    ("image_max_pixels", self.image_max_pixels)) if v}  # unset: stores stay valid
         return {"system_prompt": self.system_prompt, "with_choices": self.with_choices,
                 "max_new_tokens": self.max_new_tokens, "temperature": 0.0,
-                "contract": [self.contract.reasoning_tag, self.contract.answer_tag]}
+                "contract": [self.contract.reasoning_tag, self.contract.answer_tag], **bounds}
 
 
 def judge_key(judge: Judge) -> str:
@@ -269,7 +275,7 @@ def evaluate(candidate: Candidate, tasks: dict[str, Callable[[], list[dict]]], j
 
     def load_policy():
         if "policy" not in loaded:
-            loaded["policy"] = candidate.load()
+            loaded["policy"] = candidate.load(protocol)
         return loaded["policy"]
 
     summary = {}

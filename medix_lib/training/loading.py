@@ -93,4 +93,4 @@ def load(cfg):
         model, processing_class = load_unsloth(cfg)
     else:
         model, processing_class = load_plain(cfg, use_gpu)
-    return model, processing_class, "cuda" if use_gpu else "cpu"
+    return model, cfg.limit_pixels(processing_class), "cuda" if use_gpu else "cpu"
