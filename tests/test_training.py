@@ -133,9 +133,8 @@ def _tiny_trainer(tmp_path, reward, group_filter=None, learning_rate=5e-2, group
     ds = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": q}], "question": q} for q in questions])
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, max_steps=2, num_generations=2,
                       per_device_train_batch_size=4, max_completion_length=8, logging_steps=1,
-                      learning_rate=learning_rate, save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
-                      shuffle_dataset=False,
-                      gradient_checkpointing=False, **overrides)
+                      learning_rate=learning_rate, report_to="none", disable_tqdm=True, seed=0, shuffle_dataset=False,
+                      gradient_checkpointing=False, **{"save_strategy": "no", **overrides})
     return grpo.trainer_class()(model=model, reward_funcs=[reward], args=args, train_dataset=ds,
                                 processing_class=tokenizer, group_filter=group_filter,
                                 rewards_path=tmp_path / "rewards.jsonl", group_refill=group_refill)
@@ -196,6 +195,8 @@ def test_validation_keeps_the_best_adapter_and_leaves_training_unchanged(tmp_pat
     best = max(curve, key=lambda v: v["composite"])
     assert json.loads((best_dir / "validation.json").read_text())["step"] == best["step"]
     assert (best_dir / "adapter_model.safetensors").is_file()
+    card = (best_dir / "README.md").read_text()
+    assert f"best validation step {best['step']}" in card and f"composite {best['composite']:.3f}" in card
     weights = {name: load_file(str(Path(run["model_dir"]) / "adapter_model.safetensors")) for name, run in runs.items()}
     assert all(bool((weights["plain"][k] == weights["validated"][k]).all()) for k in weights["plain"])
 
@@ -275,6 +276,34 @@ def test_dapo_refill_replaces_dropped_groups_with_informative_ones(tmp_path):
     assert all(h["group_filter/kept_fraction"] == 1.0 and 1 <= h["group_filter/refill_batches"] <= 3 for h in logged)
     written = [json.loads(line) for line in (tmp_path / "rewards.jsonl").read_text().splitlines()]
     assert len(written) == 4 * sum(1 + h["group_filter/refill_batches"] for h in logged)
+
+
+@pytest.mark.slow
+def test_a_resumed_refill_run_draws_the_prompts_an_uninterrupted_one_draws(tmp_path):
+    """Each checkpoint keeps where refill's draws had got to; a run resumed from step 1 draws on from there, so its
+    second step's rollouts (refill batches included) are the uninterrupted run's."""
+    from medix_lib.training import refill
+
+    def run(folder, resume=None):
+        import torch
+
+        torch.manual_seed(0)  # the same random base model under the adapter
+        trainer = _tiny_trainer(folder, _constant_for_planted, group_filter=(0.01, 0.99), loss_type="dapo",
+                                beta=0.0, group_refill=3, save_strategy="steps", save_steps=1)
+        trainer.train(resume_from_checkpoint=resume)
+        rewards = [json.loads(line) for line in (folder / "rewards.jsonl").read_text().splitlines()]
+        return trainer._refill_source.position, [r for r in rewards if r["step"] == 1]
+
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    positions, second_step = run(whole)
+    saved = json.loads((whole / "checkpoint-1" / refill.STATE_FILE).read_text())["position"]
+    assert 0 < sum(saved.values()) < sum(positions.values())  # step 2 drew more after the checkpoint
+    (interrupted / "checkpoint-1").mkdir(parents=True)
+    for path in (whole / "checkpoint-1").iterdir():
+        if path.is_file():
+            (interrupted / "checkpoint-1" / path.name).write_bytes(path.read_bytes())
+    resumed_positions, resumed_second_step = run(interrupted, str(interrupted / "checkpoint-1"))
+    assert resumed_positions == positions and resumed_second_step == second_step
 
 
 def test_refill_merge_repads_and_keeps_whole_groups():

@@ -43,6 +43,8 @@ def trainer_class():
             self.group_refill = group_refill
             self._refill_source = refill.RefillSource(self.train_dataset, self.num_generations, self.args.seed + 1) \
                 if group_refill and group_filter else None
+            if self._refill_source is not None:
+                self.add_callback(refill.checkpoint_callback(self._refill_source))
             self.shared_prefix = shared_prefix
             self.prefix_shared = {"generation": 0, "logps": 0}  # calls that ran each prompt once (bench, tests)
             self.group_filter = group_filter
@@ -87,6 +89,11 @@ def trainer_class():
             return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
                                                               batch_size, compute_entropy, compute_aux_loss,
                                                               **fields)
+
+        def train(self, resume_from_checkpoint=None, *args, **kwargs):
+            if resume_from_checkpoint and self._refill_source is not None:  # refill draws on where it stopped
+                self._refill_source.restore(resume_from_checkpoint)
+            return super().train(resume_from_checkpoint, *args, **kwargs)
 
         def _generate_and_score_completions(self, inputs):
             output = self._rollouts(inputs)

@@ -71,6 +71,9 @@ def merge(batch: dict, keep, extra: dict, extra_keep, pad_token_id: int) -> tupl
     return merged, new_keep
 
 
+STATE_FILE = "refill_state.json"
+
+
 class RefillSource:
     """Rows of the training dataset by kind (with or without a picture), drawn in a seeded order, each repeated
     ``num_generations`` times as TRL's sampler repeats a prompt for its group."""
@@ -90,6 +93,22 @@ class RefillSource:
         for pool in self.pools.values():
             self.rng.shuffle(pool)
 
+    def save(self, folder) -> None:
+        """Where each kind's draw has got to, beside a checkpoint's weights: a resumed run draws on from there."""
+        import json
+        from pathlib import Path
+
+        (Path(folder) / STATE_FILE).write_text(json.dumps({"position": {str(k): v for k, v in self.position.items()}}))
+
+    def restore(self, folder) -> None:
+        import json
+        from pathlib import Path
+
+        path = Path(folder) / STATE_FILE
+        if path.is_file():  # a checkpoint written before refill kept its state starts the draws afresh, as it did
+            saved = json.loads(path.read_text())["position"]
+            self.position = {kind: saved.get(str(kind), 0) for kind in self.pools}
+
     def draw(self, n_prompts: int, with_image: bool) -> list[dict]:
         pool = self.pools[with_image]
         if not pool:
@@ -99,3 +118,19 @@ class RefillSource:
             rows.append(self.dataset[pool[self.position[with_image] % len(pool)]])
             self.position[with_image] += 1
         return [row for row in rows for _ in range(self.num_generations)]
+
+
+def checkpoint_callback(source: RefillSource):
+    """A trainer callback that saves ``source``'s draw positions into each checkpoint as it is written."""
+    from pathlib import Path
+
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class RefillCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                source.save(folder)
+
+    return RefillCheckpoint()

@@ -150,6 +150,12 @@ def train(cfg, progress: bool = True) -> dict:
               "validation_rows": len(validation_rows) if cfg.validation_every else 0}
     write_card(cfg, output / "sft_model", result, stage="format warm-up")
     write_card(cfg, model_dir, result, stage="GRPO")
+    best = output / "best_model" / "validation.json"
+    if cfg.validation_every and best.is_file():
+        record = json.loads(best.read_text())
+        write_card(cfg, best.parent, result, stage=f"GRPO, best validation step {record['step']}", extra=[
+            f"| validation | composite {record['composite']:.3f} at step {record['step']} on {record['n']} held-out "
+            f"training rows (greedy), the best of steps {[v['step'] for v in result['validation']]} |"])
     return result
 
 
@@ -159,8 +165,9 @@ def keep_steps_before(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def write_card(cfg, adapter_dir: Path, result: dict, stage: str) -> None:
-    """The adapter's README.md: what it is, what it was trained on and how, and what it scored."""
+def write_card(cfg, adapter_dir: Path, result: dict, stage: str, extra: list[str] = ()) -> None:
+    """The adapter's README.md: what it is, what it was trained on and how, and what it scored (``extra``: more
+    table rows)."""
     from medix_lib import data
 
     dataset_dir = cfg.upstream(cfg.dataset_dir)
@@ -190,7 +197,7 @@ def write_card(cfg, adapter_dir: Path, result: dict, stage: str) -> None:
         f"| steps | warm-up {result['warmup']['steps']}, GRPO {result['steps']} |",
         f"| judge | `{judge.model}` ({judge.backend}), prompt {judge.prompt_hash} |",
         f"| final metrics | reward {logged[-1]['reward']:.3f} at step {logged[-1]['step']} |" if logged else "",
-        f"| code | {artifacts.git_commit()} |", ""]
+        *extra, f"| code | {artifacts.git_commit()} |", ""]
     adapter_dir.mkdir(parents=True, exist_ok=True)
     (adapter_dir / "README.md").write_text("\n".join(lines))
 
