@@ -163,6 +163,23 @@ def cmd_train_verifier(args) -> int:
     return 0
 
 
+def cmd_combine_verifiers(args) -> int:
+    from pathlib import Path
+
+    from medix_lib.verifier import ensemble
+
+    try:
+        rec = ensemble.combine(tuple(args.members.split(",")), Path(args.output) if args.output else None,
+                               progress=not args.quiet)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{rec['name']} ({rec['combination']} of {', '.join(rec['members'])}): validation AUC "
+          f"{rec['validation']['auc']:.3f}, threshold {rec['threshold']:.3f}, clinical held-out AUC "
+          f"{rec['clinical_heldout']['auc']:.3f}", file=sys.stderr)
+    return 0
+
+
 def cmd_rewards(args) -> int:
     from medix_lib import rewards
 
@@ -363,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "params/04_evaluate_with_judge/gpu.yaml")
     judge.add_argument("--backend", default=None, help="judge backend: transformers or openai")
     judge.add_argument("--model", default=None, help="judge model: offline alias, hub id, local path or served name "
-                                                     "(default: the shipped verifier, medix-verifier-135m)")
+                                                     "(default: the shipped judge, medix-verifier)")
     judge.add_argument("--template", default=None,
                        help="prompt template: reward-v3 (the accuracy reward's) or eval-v3 (the evaluator's)")
     judge.add_argument("--threshold", type=_threshold, default=None,
@@ -387,12 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "gpu) or a YAML file of its keys (default: smoke)")
     scorer.set_defaults(func=cmd_rewards)
 
-    trainer = sub.add_parser("train-verifier", help="retrain the offline verifier from scratch and write it as the "
-                                                    "shipped artifact (medix_lib/assets/medix-verifier-135m)")
-    trainer.add_argument("--preset", default="smoke", help="verifier preset: smoke (the shipped one), ci, gpu")
+    trainer = sub.add_parser("train-verifier", help="retrain one of the offline judge's verifiers from scratch and "
+                                                    "write it as a shipped artifact (medix_lib/assets/<name>)")
+    trainer.add_argument("--preset", default="smoke", help="verifier preset: smoke (medix-verifier-135m), gemma "
+                                                           "(medix-verifier-270m), ci, gpu")
     trainer.add_argument("--output", default=None, help="write the artifact here instead of the shipped folder")
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
     trainer.set_defaults(func=cmd_train_verifier)
+
+    combo = sub.add_parser("combine-verifiers", help="the offline judge: average trained verifiers' YES-NO margins "
+                                                     "and choose its threshold on their shared validation pairs")
+    combo.add_argument("--members", default="medix-verifier-135m,medix-verifier-270m",
+                       help="comma-separated verifier aliases or artifact folders")
+    combo.add_argument("--output", default=None, help="write the record here instead of medix_lib/assets/"
+                                                      "medix-verifier")
+    combo.add_argument("--quiet", action="store_true", help="no progress bar")
+    combo.set_defaults(func=cmd_combine_verifiers)
 
     tr = sub.add_parser("train", help="notebook 03's training without the notebook (for accelerate launch)")
     tr.add_argument("--variant", default="smoke", help="params file of 03_train_grpo (default: smoke)")
@@ -449,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("evaluate-verifier", help="meta-evaluate a trained verifier on its held-out pairs and "
                                                       "the hand-written clinical pairs (outputs/verifier/smoke)")
-    report.add_argument("--model", default="medix-verifier-135m", help="the verifier: alias or artifact folder")
+    report.add_argument("--model", default="medix-verifier", help="the verifier: alias or artifact folder")
     report.add_argument("--output", default=None, help="folder for meta_evaluation.json, summary.txt and figures")
     report.add_argument("--max-test", type=int, default=None, help="score only the first N test pairs")
     report.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot baseline (slowest part)")

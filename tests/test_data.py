@@ -2,6 +2,7 @@
 The published datasets' loaders are tested in tests/test_benchmarks.py."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -116,6 +117,28 @@ def test_image_sources_read_modality_and_body_part_from_metadata():
     assert srcs["dicom:693_UNCI"]["facts"]["plane"][0] == "axial"
     assert srcs["skimage:retina"]["modality"] == "FUNDUS_PHOTOGRAPHY"
     assert {s["modality"] for s in srcs.values()} <= set(MODALITIES)
+    # the multi-vendor examples: an echocardiogram's region from its series description, colour from its pixels
+    assert srcs["dicom:color-pl"]["facts"]["body_region"][0] == "heart"
+    assert srcs["dicom:color-pl"]["facts"]["color"][0] == "color"
+    assert srcs["dicom:examples_overlay"]["facts"]["body_region"][0] == "abdomen"
+    per_modality = Counter(s["modality"] for s in srcs.values())
+    assert per_modality["CT_SCAN"] >= 4 and per_modality["MRI_SCAN"] >= 5 and per_modality["ULTRASOUND"] >= 6
+
+
+def test_no_two_pictures_of_the_pool_are_one_picture():
+    """Test files re-encode pictures under other names: two such in the pool would put one picture on both sides of
+    the split. No view of one source may be a near duplicate of a view of another."""
+    import random
+
+    from medix_lib.data import hygiene
+    from medix_lib.data.images import image_source_objects, render_view
+
+    hashes = {s.key: [hygiene.image_dhash(render_view(s, random.Random(i), 48, i == 0)[0]) for i in range(4)]
+              for s in image_source_objects()[0]}
+    keys = sorted(hashes)
+    close = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]
+             if min(hygiene.hamming_bits(x, y) for x in hashes[a] for y in hashes[b]) <= hygiene.NEAR_DUPLICATE_BITS]
+    assert close == []
 
 
 # --- hygiene ----------------------------------------------------------------------------------------------------------
@@ -137,12 +160,15 @@ def test_leakage_check_catches_planted_text_and_image_leaks(small):
         data.assert_no_leakage(datasets.DatasetDict({"train": train, "test": planted}))
 
 
-def test_leakage_check_catches_a_resized_copy_of_a_train_image(small):
-    image_row = next(r for r in small["train"] if r["image"] is not None)
-    copy = image_row["image"].resize((40, 40)).resize((48, 48))
-    planted = datasets.Dataset.from_list([{**image_row, "id": "copy", "split": "test", "image": copy}],
-                                         features=data.FEATURES)
-    assert data.leakage_report(datasets.DatasetDict({"train": small["train"], "test": planted}))["image_overlap"] == 1
+def test_leakage_check_catches_resized_copies_of_train_images(small):
+    """Each training picture saved again at twice its size and planted in test. The content-cropped dHash catches most
+    such copies; at this 48-px test size a few pictures with little content (a lone cell, a gamma-camera strip) move
+    past the threshold (a known limit of the check, measured here rather than hidden)."""
+    rows = [r for r in small["train"] if r["image"] is not None]
+    copies = [{**r, "id": f"copy-{i}", "split": "test", "image": r["image"].resize((96, 96))} for i, r in enumerate(rows)]
+    planted = datasets.Dataset.from_list(copies, features=data.FEATURES)
+    caught = data.leakage_report(datasets.DatasetDict({"train": small["train"], "test": planted}))["image_overlap"]
+    assert caught >= 0.8 * len(rows)
 
 
 def test_deduplicate_removes_exact_and_normalised_duplicates(small):

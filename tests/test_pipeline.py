@@ -129,5 +129,5 @@ def test_shipped_models_are_assembled_before_the_first_notebook(monkeypatch):
     monkeypatch.setattr(models, "resolve_path", lambda name: events.append(("prepare", name)) or name)
     monkeypatch.setattr(pipeline, "execute", lambda run, progress: events.append(("run", run.stage)) or {"seconds": 0})
     pipeline.run_pipeline("smoke", only=["02", "04"], progress=False)
-    assert events == [("prepare", "medix-verifier-135m"), ("prepare", "medix-vlm-135m"), ("run", "02_design_rewards"),
-                      ("run", "04_evaluate_with_judge")]
+    assert events == [("prepare", "medix-verifier-135m"), ("prepare", "medix-verifier-270m"),  # the judge's members
+                      ("prepare", "medix-vlm-135m"), ("run", "02_design_rewards"), ("run", "04_evaluate_with_judge")]

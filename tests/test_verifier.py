@@ -164,7 +164,7 @@ def test_shipped_verifier_judges_meaningless_answers_no():
              (Path(__file__).parent / "fixtures" / "meaningless_apart.jsonl").read_text().splitlines()]
     items = [p.item() for p in nonsense_pairs(names * 3)] + [J.JudgeItem(r["reference"], r["prediction"])
                                                             for r in apart]
-    verdicts = J.Judge(backend="transformers", model="medix-verifier-135m")(items)
+    verdicts = J.Judge()(items)  # the default judge: the shipped ensemble, its recorded threshold
     assert [(it.prediction, round(v.p_yes, 2)) for it, v in zip(items, verdicts) if v.label] == []
 
 
@@ -187,7 +187,7 @@ def test_meta_evaluation_of_the_shipped_verifier_reports_every_set():
 
 
 def test_unknown_preset_and_bad_layer_counts_name_the_problem(tmp_path):
-    with pytest.raises(ValueError, match="unknown verifier preset 'fast'.*smoke, ci, gpu"):
+    with pytest.raises(ValueError, match="unknown verifier preset 'fast'.*smoke, gemma, ci, gpu"):
         V.preset("fast")
     with pytest.raises(ValueError, match="keep_layers=99"):
         import torch.nn as nn
@@ -214,9 +214,11 @@ def test_config_key_changes_with_data_training_and_base():
 # --- the shipped verifier ------------------------------------------------------------------------------------------
 
 
-def test_shipped_weights_match_their_record():
-    tensors, rec = artifacts.load_tensors(V.ARTIFACT)  # checks the sha256 against the record
-    assert rec["name"] == V.ARTIFACT and rec["config_key"] == V.PRESETS["smoke"].key()
+@pytest.mark.parametrize("preset", sorted(trainer.PRESET_ARTIFACTS))
+def test_shipped_weights_match_their_record(preset):
+    name = trainer.PRESET_ARTIFACTS[preset]
+    tensors, rec = artifacts.load_tensors(name)  # checks the sha256 against the record
+    assert rec["name"] == name and rec["config_key"] == V.PRESETS[preset].key()
     assert rec["pairs_version"] == V.PAIRS_VERSION and 0.0 < rec["threshold"] < 1.0
     from transformers import AutoConfig
 
@@ -229,7 +231,9 @@ def test_shipped_weights_match_their_record():
     for key in adapted:
         a, b = tensors[key + ".lora_A"], tensors[key + ".lora_B"]
         assert a.shape[0] == b.shape[1] == rank
-        expected_in = base.intermediate_size if key.endswith("down_proj.weight") else base.hidden_size
+        heads = base.num_attention_heads * getattr(base, "head_dim", base.hidden_size // base.num_attention_heads)
+        expected_in = base.intermediate_size if key.endswith("down_proj.weight") \
+            else heads if key.endswith("o_proj.weight") else base.hidden_size
         assert a.shape[1] == expected_in
     assert tuple(tensors["model.norm.weight"].shape) == (base.hidden_size,)
 
@@ -247,19 +251,73 @@ def test_an_altered_weight_file_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_shipped_verifier_reproduces_its_recorded_validation_scores(monkeypatch):
+@pytest.mark.parametrize("name", [*trainer.PRESET_ARTIFACTS.values(), V.JUDGE])
+def test_shipped_verifier_reproduces_its_recorded_validation_scores(monkeypatch, name):
     """Loading assembles base + shipped delta (no training), and a sample of the recorded validation pairs scores as
-    recorded (fp32 on any CPU), so the recorded AUC and threshold belong to these weights."""
+    recorded (fp32 on any CPU), so the recorded AUC and threshold belong to these weights; the judge (the ensemble)
+    reproduces its own record from its members."""
     monkeypatch.setattr(trainer, "_train", lambda *a, **k: pytest.fail("loading the shipped verifier trained"))
     rows = [json.loads(line)
-            for line in (artifacts.directory(V.ARTIFACT) / "validation.jsonl").read_text().splitlines()]
+            for line in (artifacts.directory(name) / "validation.jsonl").read_text().splitlines()]
     sample = rows[::len(rows) // 48][:48]
     items = [J.JudgeItem(r["reference"], r["prediction"]) for r in sample]
-    scores = V.score(V.ARTIFACT, items, dtype="float32")
+    scores = V.score(name, items, dtype="float32")
     assert scores == pytest.approx([r["p_yes"] for r in sample], abs=2e-3)
     labels = [r["label"] for r in sample]
     assert trainer._auc(labels, scores) == pytest.approx(trainer._auc(labels, [r["p_yes"] for r in sample]), abs=0.01)
-    assert J.Judge().p_yes_threshold == artifacts.record(V.ARTIFACT)["threshold"]  # judge_threshold: auto
+    if name == V.JUDGE:
+        assert J.Judge().p_yes_threshold == artifacts.record(name)["threshold"]  # judge_threshold: auto
+
+
+def test_the_judge_averages_its_members_log_odds():
+    """The shipped judge's margin is its members' mean margin, pair by pair, and its P(YES) the sigmoid of that."""
+    import math
+
+    prompts = [J.TEMPLATES[J.REWARD_TEMPLATE].messages(J.JudgeItem(r, p), False)
+               for r, p in [("myocardial infarction", "heart attack"), ("left hip fracture", "right hip fracture"),
+                            ("gout", "a kettle")]]
+    members = [J.TransformersJudge(m, dtype="float32").log_odds(prompts) for m in models.ensemble_members(V.JUDGE)]
+    judge = J.TransformersJudge(V.JUDGE, dtype="float32")
+    mean = [sum(v) / len(v) for v in zip(*members)]
+    assert judge.log_odds(prompts) == pytest.approx(mean, abs=1e-6)
+    assert judge.p_yes(prompts) == pytest.approx([1 / (1 + math.exp(-m)) for m in mean], abs=1e-6)
+    with pytest.raises(ValueError, match="ensemble of YES/NO verifiers"):
+        judge.score(prompts, rubric=True)
+
+
+def test_an_ensemble_refuses_members_it_was_not_combined_from(tmp_path, monkeypatch):
+    """A retrained member changes what the recorded threshold was chosen on: loading names the member and the fix."""
+    record = artifacts.record(V.JUDGE)
+    for name in (*record["members"], V.JUDGE):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / artifacts.RECORD).write_text((artifacts.directory(name) / artifacts.RECORD).read_text())
+    (tmp_path / V.JUDGE / artifacts.RECORD).write_text(json.dumps({**record, "members": {**record["members"],
+                                                                            "medix-verifier-270m": "0" * 64}}))
+    monkeypatch.setattr(artifacts, "ASSETS_DIR", tmp_path)
+    with pytest.raises(artifacts.ArtifactError, match="medix-verifier-270m.*combine-verifiers"):
+        models.ensemble_members(V.JUDGE)
+
+
+def test_combining_refuses_members_trained_on_other_pairs(tmp_path):
+    import shutil
+
+    from medix_lib.verifier import ensemble
+
+    other = tmp_path / "other"
+    shutil.copytree(artifacts.directory(trainer.ARTIFACT), other)
+    rec = json.loads((other / artifacts.RECORD).read_text())
+    (other / artifacts.RECORD).write_text(json.dumps({**rec, "validation_pairs_hash": "elsewhere"}))
+    with pytest.raises(ValueError, match="different pair splits"):
+        ensemble.combine((trainer.ARTIFACT, str(other)), tmp_path / "out", progress=False)
+
+
+def test_the_gemma_base_gets_gemmas_turn_format():
+    """The Gemma-3 base ships no chat template; the judge's system + user messages reach it as Gemma's own template
+    lays them out (the system text opening the first user turn), ending where the model's turn begins."""
+    tokenizer = models.load_tokenizer("gemma3-270m")
+    text = tokenizer.apply_chat_template([{"role": "system", "content": "Judge."}, {"role": "user", "content": "A?"}],
+                                         tokenize=False, add_generation_prompt=True)
+    assert text == "<bos><start_of_turn>user\nJudge.\n\nA?<end_of_turn>\n<start_of_turn>model\n"
 
 
 # --- training ------------------------------------------------------------------------------------------------------

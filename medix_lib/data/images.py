@@ -52,7 +52,7 @@ _MODALITY_SHORT = {
 _ANATOMY_WORDS = [
     (r"\bshoulder", "shoulder"), (r"\btibia|\bankle|\bleg\b", "lower leg"), (r"\bthorax|\bchest|\blung", "chest"),
     (r"\babdomen|\bliver", "abdomen"), (r"\bhead\b|\bbrain", "head"), (r"\bknee", "knee"), (r"\bpelvis", "pelvis"),
-    (r"whole body", "whole body"),
+    (r"whole body", "whole body"), (r"echocardiogra|\bheart\b|\bcardiac", "heart"),
 ]
 _CT_WINDOWS = {  # name: (level, width) in Hounsfield units
     "soft-tissue": (40, 400), "lung": (-600, 1500), "bone": (400, 1800), "brain": (40, 80),
@@ -69,6 +69,10 @@ _DICOM_FILES: dict[str, dict[str, str]] = {
     "RG1_UNCI.dcm": {}, "RG3_UNCI.dcm": {"finding_tag": "StudyDescription"},
     "US1_UNCI.dcm": {}, "OBXXXX1A.dcm": {}, "examples_ybr_color.dcm": {},
     "JPEG2000_UNC.dcm": {"study_tag": "StudyDescription"},
+    # distinct pictures among the test files' multi-vendor examples (more per modality, so alignment can generalise;
+    # examples_rgb_color is US1_UNCI again, 5 of 256 dHash bits apart)
+    "eCT_Supplemental.dcm": {}, "examples_overlay.dcm": {}, "examples_palette.dcm": {}, "gdcm-US-ALOKA-16.dcm": {},
+    "color-pl.dcm": {},
 }
 
 

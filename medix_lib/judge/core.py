@@ -26,7 +26,7 @@ from medix_lib.text import normalise
 JUDGE_BACKENDS: dict[str, Callable[..., object]] = {"transformers": TransformersJudge, "openai": OpenAIJudge}
 # The one default judge, wherever a user enters (notebooks, CLI, library): the shipped offline verifier, with the
 # P(YES) threshold recorded beside its weights.
-DEFAULT_BACKEND, DEFAULT_MODEL = "transformers", "medix-verifier-135m"
+DEFAULT_BACKEND, DEFAULT_MODEL = "transformers", "medix-verifier"
 
 
 def backend_options(name: str) -> list[str]:

@@ -48,8 +48,10 @@ def prefix_cache(model, prefix: list[int]):
 
 
 def next_token_logits(model, tails: list[list[int]], prefix_len: int = 0, cache=None, pad_id: int = 0,
-                      width: int | None = None, rows: int | None = None):
-    """Next-token logits, shape (len(tails), vocab), after ``prefix + tail`` for each tail.
+                      width: int | None = None, rows: int | None = None, vocab: list[int] | None = None):
+    """Next-token logits, shape (len(tails), vocab size), after ``prefix + tail`` for each tail; with ``vocab``,
+    only those tokens' logits, in that order (a judge reads a handful of tokens: Gemma's 262k-row head is a twentieth
+    of its forward).
 
     ``cache`` holds the ``prefix_len`` shared tokens for a batch of one (:func:`prefix_cache`) and is consumed: it is
     broadcast to the batch and extended in place. Tails are right-padded to ``width`` tokens (default: the longest)
@@ -73,7 +75,12 @@ def next_token_logits(model, tails: list[list[int]], prefix_len: int = 0, cache=
         kwargs = {_cache_argument(model): cache, "use_cache": True}
     hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
     last = torch.tensor([len(t) - 1 for t in padded], device=device)
-    return model.get_output_embeddings()(hidden[torch.arange(len(padded), device=device), last])[:n]
+    head, states = model.get_output_embeddings(), hidden[torch.arange(len(padded), device=device), last][:n]
+    if vocab is None:
+        return head(states)
+    rows_of = torch.tensor(vocab, device=device)
+    bias = head.bias[rows_of] if getattr(head, "bias", None) is not None else None
+    return torch.nn.functional.linear(states, head.weight[rows_of], bias)
 
 
 def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
@@ -122,10 +129,15 @@ class TransformersJudge:
         self.max_batch_tokens = max_batch_tokens
         self.width_step = width_step
         self._prefix_kv: dict[tuple[int, ...], object] = {}  # the template prefix's KV cache, kept across calls
+        # An ensemble verifier runs each member as a judge of its own and averages their YES-NO margins
+        self._members = [TransformersJudge(m, batch_size, device, max_batch_tokens, width_step, dtype)
+                         for m in models.ensemble_members(self.model_name)]
 
     def identity(self) -> str:
         """What the cache key must change with: the model name and, for local weights, their size and mtime (a
         retrained verifier saved to the same path must not reuse its predecessor's verdicts)."""
+        if self._members:
+            return "|".join([self.model_name] + [m.identity() for m in self._members])
         path = Path(models.resolve_path(self.model_name))
         stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
                   for p in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))] if path.is_dir() else []
@@ -146,8 +158,12 @@ class TransformersJudge:
             batches += [(width, rows, items[i:i + rows]) for i in range(0, len(items), rows)]
         return batches
 
-    def _run(self, prompts: list[list[dict]], progress: bool, rubric: bool = False,
-             abc: bool = False) -> list[float | LetterScore | Exception]:
+    def _run(self, prompts: list[list[dict]], progress: bool, rubric: bool = False, abc: bool = False,
+             margins: bool = False) -> list[float | LetterScore | Exception]:
+        """Per prompt: P(YES) (``margins``: the YES-NO log-odds it is the sigmoid of), the rubric's grade or a
+        letter score; an exception for the items of a failed batch."""
+        if self._members:
+            return self._ensemble(prompts, progress, rubric or abc, margins)
         import copy
 
         import torch
@@ -158,6 +174,11 @@ class TransformersJudge:
         yes_ids, no_ids = yes_no_token_ids(tokenizer)
         digit_ids = [tokenizer.encode(str(d), add_special_tokens=False)[0] for d in range(6)] if rubric else None
         letter_ids = letter_token_ids(tokenizer) if abc else None
+        # the head runs over the tokens read below only: their logits are the columns, in this order
+        groups_read = [[i] for i in digit_ids] if rubric else letter_ids if abc else [yes_ids, no_ids]
+        vocab = [t for ids in groups_read for t in ids]
+        starts = [sum(map(len, groups_read[:k])) for k in range(len(groups_read) + 1)]
+        columns = [list(range(a, b)) for a, b in zip(starts, starts[1:])]
         encoded = [encode_prompt(tokenizer, p) for p in prompts]
         results: list[float | LetterScore | Exception] = [0.0] * len(prompts)
         groups: dict[tuple[int, ...], list[int]] = {}  # one group per distinct prefix: one, for a single template
@@ -176,16 +197,17 @@ class TransformersJudge:
                         # the forward appends to the cache it is given, so every batch gets its own copy
                         logits = next_token_logits(model, [tails[i] for i in batch], len(prefix),
                                                    copy.deepcopy(prefix_kv), tokenizer.pad_token_id or 0,
-                                                   width, rows).float()
+                                                   width, rows, vocab).float()
                     if rubric:  # the expected grade under the next-token distribution over the digits 0-5, / 5
-                        grades = torch.softmax(logits[:, digit_ids], -1) @ torch.arange(6.0, device=logits.device)
+                        grades = torch.softmax(logits, -1) @ torch.arange(6.0, device=logits.device)
                         values = (grades / 5).tolist()
                     elif abc:  # P(A) over the three letters' mass: C (invalid) counts against YES, as B does
-                        masses = torch.stack([torch.logsumexp(logits[:, ids], -1) for ids in letter_ids], -1)
+                        masses = torch.stack([torch.logsumexp(logits[:, c], -1) for c in columns], -1)
                         values = [letter_score(dict(zip(LETTERS, p))) for p in torch.softmax(masses, -1).tolist()]
                     else:
-                        margin = torch.logsumexp(logits[:, yes_ids], -1) - torch.logsumexp(logits[:, no_ids], -1)
-                        values = torch.sigmoid(margin).tolist()
+                        yes, no = columns
+                        margin = torch.logsumexp(logits[:, yes], -1) - torch.logsumexp(logits[:, no], -1)
+                        values = (margin if margins else torch.sigmoid(margin)).tolist()
                     for i, p in zip(batch, values):
                         results[members[i]] = p
                 except Exception as err:  # one bad batch (e.g. out of memory) fails its items, not the whole call
@@ -193,9 +215,33 @@ class TransformersJudge:
                         results[members[i]] = err
         return results
 
+    def _ensemble(self, prompts: list[list[dict]], progress: bool, graded: bool,
+                  margins: bool) -> list[float | Exception]:
+        """The members' mean YES-NO margin (P(YES) = its sigmoid): the mean log-odds, so a member that is sure
+        weighs more than one that is not, and one member equals the single model."""
+        import math
+
+        if graded:
+            raise ValueError(f"judge model {self.model_name!r} is an ensemble of YES/NO verifiers: it has no rubric "
+                             f"or letter verdicts; use it with a YES/NO template")
+        per_member = [m._run(prompts, progress, margins=True) for m in self._members]
+        results: list[float | Exception] = []
+        for values in zip(*per_member):
+            err = next((v for v in values if isinstance(v, Exception)), None)
+            mean = None if err else sum(values) / len(values)
+            results.append(err if err else mean if margins else 1 / (1 + math.exp(-mean)))
+        return results
+
     def p_yes(self, prompts: list[list[dict]], progress: bool = False) -> list[float]:
         """P(YES) per prompt, in order; raises on the first failed batch."""
-        results = self._run(prompts, progress)
+        return self._raise_first(self._run(prompts, progress))
+
+    def log_odds(self, prompts: list[list[dict]], progress: bool = False) -> list[float]:
+        """The YES-NO margin per prompt (P(YES) is its sigmoid), in order; raises on the first failed batch."""
+        return self._raise_first(self._run(prompts, progress, margins=True))
+
+    @staticmethod
+    def _raise_first(results: list) -> list[float]:
         for r in results:
             if isinstance(r, Exception):
                 raise r

@@ -13,7 +13,7 @@ from medix_lib.text import normalise
 from medix_lib.verifier.pairs import (PAIR_TYPES, Pair, PairConfig, build_pairs, clinical_pairs, instruction_pairs,
                                       nonsense_pairs, pair_counts, policy_wrong_answers, wrong_answers)
 from medix_lib.verifier.phrasings import MEANINGLESS_SHAPES
-from medix_lib.verifier.trainer import ARTIFACT, _auc, best_threshold, clinical_summary, score
+from medix_lib.verifier.trainer import JUDGE, _auc, best_threshold, clinical_summary, score
 
 # The judge as rewards and evaluation use it: the verifier's P(YES), or 1/0 where the judge's rules decide the pair
 TERMINOLOGY_METHOD = "verifier + terminology"
@@ -79,8 +79,7 @@ def judging_speed(model_name: str, items: list[judge.JudgeItem],
     and the first bf16 call on a CPU pays for oneDNN's kernel selection: 53 vs 60 pairs/s measured)."""
     import torch
 
-    models.load_causal_lm(model_name, "auto")
-    score(model_name, items[:batch_size], batch_size=batch_size)
+    score(model_name, items[:batch_size], batch_size=batch_size)  # loads the model(s)
     t = time.perf_counter()
     score(model_name, items, batch_size=batch_size)
     seconds = time.perf_counter() - t
@@ -96,7 +95,7 @@ def _record_splits(model: str) -> tuple[dict, dict[str, list[Pair]]]:
                                        per_type=tuple(pairs_config["per_type"])))
 
 
-def heldout_pairs(n: int, seed: int = 0, model: str = ARTIFACT) -> list[Pair]:
+def heldout_pairs(n: int, seed: int = 0, model: str = JUDGE) -> list[Pair]:
     """``n`` gold pairs from the test split of a trained verifier (concepts it never saw in training), drawn round
     robin over pair types so every type is represented, in a seeded order."""
     import random
@@ -113,7 +112,7 @@ def heldout_pairs(n: int, seed: int = 0, model: str = ARTIFACT) -> list[Pair]:
     return drawn
 
 
-def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m-instruct",
+def meta_evaluation(model: str = JUDGE, zero_shot: str | None = "smollm2-135m-instruct",
                     embedder: str | None = "minilm-l6-v2", template: str = judge.REWARD_TEMPLATE,
                     max_test: int | None = None, speed_pairs: int = 256, progress: bool = True,
                     responses: list[dict] | None = None) -> dict:
@@ -133,7 +132,8 @@ def meta_evaluation(model: str = ARTIFACT, zero_shot: str | None = "smollm2-135m
     """
     from sklearn.metrics import balanced_accuracy_score, roc_curve
 
-    path = models.resolve_path(model)
+    # an ensemble has no checkpoint of its own: the judge backend runs its members
+    path = model if models.ensemble_members(model) else models.resolve_path(model)
     rec, splits = _record_splits(model)
     test = splits["test"][:max_test] if max_test else splits["test"]
     val = splits["validation"][:rec["config"]["val_pairs"]]
@@ -223,7 +223,7 @@ def summary_table(result: dict):
     return pd.DataFrame(rows).set_index("method").round(3)
 
 
-def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = True,
+def report(model: str = JUDGE, output: Path | None = None, zero_shot: bool = True,
            max_test: int | None = None, responses: Path | None = None) -> list[str]:
     """The full meta-evaluation (every held-out test pair, the clinical pairs, judging speed; with ``responses``, a
     notebook 04 ``responses.jsonl``, also the policies' answers judged against other questions' references) written
@@ -247,6 +247,9 @@ def report(model: str = ARTIFACT, output: Path | None = None, zero_shot: bool = 
     rec, speed, v = result["record"], result["speed"], result["methods"]["trained verifier"]
     judged = result["methods"][TERMINOLOGY_METHOD]
     lines = [summary_table(result).T.to_string(), "",
+             f"an ensemble ({rec['combination']}) of "
+             + ", ".join(f"{m} (on {b})" for m, b in rec["member_bases"].items())
+             if "members" in rec else
              f"trained on {rec['train_pairs_seen']} pairs in {rec['train_seconds']} s wall "
              f"({rec['machine']['cpu_count']} cores, {rec['machine']['torch_threads']} threads)",
              f"recorded threshold {v['threshold']:.3f}: test accuracy {v['test_accuracy']:.3f}, "
