@@ -165,7 +165,8 @@ def test_leakage_check_catches_resized_copies_of_train_images(small):
     such copies; at this 48-px test size a few pictures with little content (a lone cell, a gamma-camera strip) move
     past the threshold (a known limit of the check, measured here rather than hidden)."""
     rows = [r for r in small["train"] if r["image"] is not None]
-    copies = [{**r, "id": f"copy-{i}", "split": "test", "image": r["image"].resize((96, 96))} for i, r in enumerate(rows)]
+    copies = [{**r, "id": f"copy-{i}", "split": "test", "image": r["image"].resize((96, 96))}
+              for i, r in enumerate(rows)]
     planted = datasets.Dataset.from_list(copies, features=data.FEATURES)
     caught = data.leakage_report(datasets.DatasetDict({"train": small["train"], "test": planted}))["image_overlap"]
     assert caught >= 0.8 * len(rows)
