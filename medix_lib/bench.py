@@ -102,12 +102,22 @@ def release_serial(items: list[JudgeItem], model_name: str) -> tuple[float, list
     return time.perf_counter() - start, labels
 
 
+def _load_models(name: str) -> tuple[str, ...]:
+    """Load a judge model, or each member of an ensemble judge (loading is not what is timed); returns them."""
+    parts = models.ensemble_members(name) or (name,)
+    for part in parts:
+        models.load_causal_lm(part)
+    return parts
+
+
 def judge_local(model: str, n_prompts: int, n_completions: int, release_sample: int, seed: int = 0) -> dict:
     items = grpo_batch(n_prompts, n_completions, seed)
-    models.load_causal_lm(model)  # loading is not what either way is timed on
+    parts = _load_models(model)
     sample = random.Random(seed).sample(items, min(release_sample, len(items))) if release_sample else items
     load_before = _load()
-    sample_s, release_labels = release_serial(sample, model)
+    # the release's loop generates with one model: for an ensemble judge, its first member (a lower bound of what the
+    # serial way would cost the ensemble)
+    sample_s, release_labels = release_serial(sample, parts[0])
     release_s = sample_s * len(items) / len(sample)
     with tempfile.TemporaryDirectory() as tmp:
         judge = Judge(model=model, cache_path=f"{tmp}/cache.sqlite")
@@ -227,7 +237,7 @@ def reward_timing(batch: list[JudgeItem], repeats: int = 2) -> dict:
     from medix_lib import params, rewards
 
     settings = params.RewardSettings()
-    models.load_causal_lm(settings.judge_model)  # loading is not what a training step pays for
+    _load_models(settings.judge_model)  # loading is not what a training step pays for
     models.load_embedder(settings.semantic_model)
     columns = {"answer": [i.reference for i in batch], "modality": ["OTHER"] * len(batch),
                "question": [""] * len(batch)}
